@@ -1,0 +1,73 @@
+"""Lane threads: one OS thread per lane, fed jobs from the loop, answering on the loop.
+
+Shared by the cpu and cuda backends. A job runs entirely on its lane's
+thread; its result is handed back with ``call_soon_threadsafe``, so the event
+loop never waits on a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["LaneThread"]
+
+_STOP = object()
+
+
+class LaneThread:
+    """A daemon thread that runs jobs in order and posts each result back to the loop."""
+
+    def __init__(
+        self,
+        index: int,
+        loop: asyncio.AbstractEventLoop,
+        setup: Callable[[], None] | None = None,
+        name: str = "aiosched-lane",
+    ) -> None:
+        self.index = index
+        self._loop = loop
+        self._setup = setup
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._exited: asyncio.Future[None] = loop.create_future()
+        self._thread = threading.Thread(target=self._main, name=f"{name}-{index}", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], Any], reply: Callable[[Any], None]) -> None:
+        """Run ``job()`` on the lane; ``reply(result)`` is called on the loop thread."""
+        self._jobs.put((job, reply))
+
+    def _main(self) -> None:
+        try:
+            if self._setup is not None:
+                self._setup()
+            while True:
+                item = self._jobs.get()
+                if item is _STOP:
+                    return
+                job, reply = item
+                result = job()  # jobs catch their own errors and return them as results
+                self._post(reply, result)
+        finally:
+            self._post(_resolve, self._exited)
+
+    def _post(self, callback: Callable[[Any], None], arg: Any) -> None:
+        # A closed loop raises RuntimeError: then nobody is left to tell.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, arg)
+
+    async def stop(self) -> None:
+        """Finish queued jobs, then end the thread; returns once it has exited."""
+        if self._thread.is_alive():
+            self._jobs.put(_STOP)
+            await asyncio.shield(self._exited)
+        self._thread.join()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

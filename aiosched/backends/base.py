@@ -1,0 +1,85 @@
+"""The contract between the scheduler and a device.
+
+A backend owns lanes (execution slots that run concurrently). The scheduler
+calls :meth:`Backend.submit` on the event-loop thread with a batch for a free
+lane; the backend runs it off the loop (or, for the sim backend, in virtual
+time) and calls ``on_done`` on the loop thread with a :class:`Completion`.
+A backend never runs a model on the event-loop thread.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..clock import Clock, PerfClock
+from ..spec import ModelSpec
+
+__all__ = ["Backend", "Completion", "LaneFailure"]
+
+
+class LaneFailure(Exception):
+    """A lane broke (not the model): the batch did not run and the lane is unusable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One batch's outcome: an output per input, or the error; times on the scheduler clock."""
+
+    outputs: Sequence[Any] | None
+    error: BaseException | None
+    start: float
+    end: float
+
+
+DoneCallback = Callable[[Completion], None]
+
+
+class Backend(abc.ABC):
+    """A device and its lanes."""
+
+    name: str = "backend"
+
+    def __init__(self, lanes: int) -> None:
+        if not isinstance(lanes, int) or lanes < 1:
+            from ..errors import InvalidConfig
+
+            raise InvalidConfig(f"lanes must be an int >= 1, got {lanes!r}")
+        self.lanes = lanes
+
+    def default_clock(self, loop: asyncio.AbstractEventLoop) -> Clock:
+        """The clock the scheduler should use with this backend unless told otherwise."""
+        return PerfClock()
+
+    @abc.abstractmethod
+    async def start(self, clock: Clock) -> None:
+        """Bring the lanes up; called once on the event loop before any submit."""
+
+    @abc.abstractmethod
+    def load(self, spec: ModelSpec) -> None:
+        """Accept a model for running; raise InvalidConfig if it cannot run here."""
+
+    @abc.abstractmethod
+    def submit(
+        self, lane: int, spec: ModelSpec, inputs: Sequence[Any], on_done: DoneCallback
+    ) -> None:
+        """Run ``inputs`` as one batch on ``lane``; ``on_done`` is called on the loop thread.
+
+        Called on the loop thread; must return at once. The lane is the
+        scheduler's to track: it submits to a lane only when its last batch
+        has completed.
+        """
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release the lanes. Called after the last completion; idempotent."""
+
+    def sample_input(self, spec: ModelSpec) -> Any:
+        """One input for warm-up runs, or ``None`` where none can be made."""
+        return spec.sample()
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "lanes": self.lanes}

@@ -1,0 +1,66 @@
+"""Every error aiosched raises derives from :class:`AioschedError`.
+
+Errors are raised at the boundary where the problem is known: a bad input at
+``infer()`` before anything is enqueued, an unmeetable deadline at admission or
+as soon as it becomes unmeetable while queued. One request's error never fails
+another request.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AioschedError",
+    "DeadlineExceeded",
+    "DeadlineUnmeetable",
+    "InvalidConfig",
+    "InvalidInput",
+    "LaneFailed",
+    "ModelError",
+    "Overloaded",
+    "SchedulerClosed",
+    "UnknownModel",
+]
+
+
+class AioschedError(Exception):
+    """Root of every error raised by aiosched."""
+
+
+class InvalidConfig(AioschedError, ValueError):
+    """A scheduler, backend or model registration was given bad settings."""
+
+
+class UnknownModel(AioschedError, LookupError):
+    """``infer()`` named a model that was never registered."""
+
+
+class InvalidInput(AioschedError, ValueError):
+    """The input (type, shape, dtype) or the deadline is malformed; nothing was enqueued."""
+
+
+class DeadlineUnmeetable(AioschedError):
+    """The predicted completion is past the deadline, so the request was rejected before running.
+
+    Raised at admission, or later while the request waited in its queue and
+    the prediction turned infeasible. The request never ran.
+    """
+
+
+class DeadlineExceeded(DeadlineUnmeetable):
+    """The deadline had already passed before the request could be dispatched."""
+
+
+class Overloaded(AioschedError):
+    """The model's queue is at its bound; the request was not enqueued."""
+
+
+class SchedulerClosed(AioschedError):
+    """The scheduler is closing or closed; the request was not (or will not be) run."""
+
+
+class ModelError(AioschedError):
+    """The model raised while running this request's input; the original error is ``__cause__``."""
+
+
+class LaneFailed(AioschedError):
+    """Every lane of the backend has failed, so queued requests cannot run."""

@@ -1,0 +1,92 @@
+"""The predictor interface: ``predict`` a batch's latency beside what is in flight; ``learn``.
+
+Predictors are small objects with their state inside (as river's
+regressors): ``predict`` runs on the dispatcher's hot path and must be cheap
+(dictionary look-ups, a few float operations); ``learn`` runs once per
+finished batch. Each keeps its own running error, measured on the
+predictions the scheduler acted on.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+from ..timeline import Execution, Running
+
+__all__ = ["ErrorSummary", "Predictor"]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSummary:
+    """|predicted - actual| / actual over recent executions, as fractions."""
+
+    count: int
+    mape: float
+    p95_ape: float
+
+
+class _ErrorWindow:
+    __slots__ = ("_apes",)
+
+    def __init__(self, size: int = 1000) -> None:
+        self._apes: deque[float] = deque(maxlen=size)
+
+    def add(self, predicted: float, actual: float) -> None:
+        if actual > 0 and math.isfinite(predicted):
+            self._apes.append(abs(predicted - actual) / actual)
+
+    def summary(self) -> ErrorSummary:
+        n = len(self._apes)
+        if not n:
+            return ErrorSummary(0, math.nan, math.nan)
+        ordered = sorted(self._apes)
+        return ErrorSummary(n, sum(ordered) / n, ordered[min(n - 1, math.ceil(0.95 * n) - 1)])
+
+
+class Predictor(abc.ABC):
+    """Predicts an execution's latency in seconds from its model, batch size and co-location."""
+
+    name: str = "predictor"
+
+    def __init__(self) -> None:
+        self._errors = _ErrorWindow()
+
+    @abc.abstractmethod
+    def predict(self, model: str, batch_size: int, running: Sequence[Running], now: float) -> float:
+        """Seconds a batch of ``batch_size`` would take if started at ``now`` beside ``running``.
+
+        Always finite and positive, even before any learning.
+        """
+
+    def learn(self, execution: Execution) -> None:
+        """Update from one finished execution (never mutates it)."""
+        if not execution.warmup:
+            self._errors.add(execution.predicted, execution.latency)
+        self._learn(execution)
+
+    @abc.abstractmethod
+    def _learn(self, execution: Execution) -> None: ...
+
+    @abc.abstractmethod
+    def knows(self, model: str) -> bool:
+        """Whether predictions for ``model`` come from data (not a default guess)."""
+
+    @abc.abstractmethod
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments: ``type(p)(**p.params())`` is a fresh predictor like ``p``."""
+
+    def clone(self) -> Self:
+        """A fresh, untrained predictor with the same settings."""
+        return type(self)(**self.params())
+
+    def error(self) -> ErrorSummary:
+        return self._errors.summary()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,133 @@
+"""A model's pending requests, most urgent first; cancellation-safe.
+
+Ordering is by deadline (EDF) or by arrival (FIFO baselines). A cancelled
+request is marked and skipped when it reaches the top (lazy deletion), so
+cancelling is O(1) and never reorders the heap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from typing import Any, Literal
+
+from .spec import ModelSpec
+from .telemetry.stats import ModelCounters
+
+__all__ = ["ModelQueue", "Request"]
+
+QUEUED, RUNNING, SETTLED = 0, 1, 2
+
+_seq = itertools.count()
+
+
+class Request:
+    """One input for one model, with an absolute deadline and the future its caller awaits."""
+
+    __slots__ = (
+        "arrival",
+        "counters",
+        "deadline",
+        "future",
+        "isolate",
+        "model",
+        "seq",
+        "state",
+        "x",
+    )
+
+    def __init__(
+        self,
+        model: str,
+        x: Any,
+        deadline: float,
+        arrival: float,
+        future: asyncio.Future[Any],
+        counters: ModelCounters,
+    ) -> None:
+        self.model = model
+        self.x = x
+        self.deadline = deadline
+        self.arrival = arrival
+        self.future = future
+        self.counters = counters
+        self.seq = next(_seq)
+        self.state = QUEUED
+        # Set after its batch failed: it must run alone so that one bad input fails alone.
+        self.isolate = False
+
+    def __repr__(self) -> str:
+        return f"<Request {self.model} #{self.seq} deadline={self.deadline:.6f} state={self.state}>"
+
+
+class ModelQueue:
+    """Pending requests of one model. ``len()`` counts live (queued, not cancelled) requests."""
+
+    __slots__ = ("_by_deadline", "_heap", "_live", "spec")
+
+    def __init__(self, spec: ModelSpec, order: Literal["deadline", "arrival"] = "deadline") -> None:
+        self.spec = spec
+        self._by_deadline = order == "deadline"
+        self._heap: list[tuple[float, int, Request]] = []
+        self._live = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __len__(self) -> int:
+        return self._live
+
+    def __bool__(self) -> bool:
+        return self._live > 0
+
+    def push(self, request: Request) -> None:
+        key = request.deadline if self._by_deadline else float(request.seq)
+        request.state = QUEUED
+        heapq.heappush(self._heap, (key, request.seq, request))
+        self._live += 1
+
+    def peek(self) -> Request | None:
+        heap = self._heap
+        while heap and heap[0][2].state != QUEUED:
+            heapq.heappop(heap)
+        return heap[0][2] if heap else None
+
+    def discard(self, request: Request) -> None:
+        """Forget a queued request (its caller went away); it is skipped when it surfaces."""
+        if request.state == QUEUED:
+            request.state = SETTLED
+            self._live -= 1
+
+    def pop(self) -> Request:
+        head = self.peek()
+        if head is None:
+            raise IndexError("pop from an empty ModelQueue")
+        heapq.heappop(self._heap)
+        self._live -= 1
+        head.state = RUNNING
+        return head
+
+    def pop_batch(self, n: int) -> list[Request]:
+        """Up to ``n`` most urgent requests; an isolated request only ever leaves alone."""
+        batch: list[Request] = []
+        heap = self._heap
+        pop = heapq.heappop
+        while heap and len(batch) < n:
+            head = heap[0][2]
+            if head.state != QUEUED:
+                pop(heap)
+                continue
+            if head.isolate and batch:
+                break
+            pop(heap)
+            head.state = RUNNING
+            batch.append(head)
+            if head.isolate:
+                break
+        self._live -= len(batch)
+        return batch
+
+    def pop_all(self) -> list[Request]:
+        return self.pop_batch(self._live)

@@ -1,0 +1,111 @@
+"""Immutable copies of the scheduler's statistics, for views and exporters.
+
+A snapshot is taken on the event loop in microseconds and can then be read,
+rendered or serialised anywhere without touching the scheduler.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["LaneSnapshot", "LatencySummary", "ModelSnapshot", "SchedulerSnapshot"]
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySummary:
+    """Request latency (arrival to result) in seconds; ``nan`` when nothing completed."""
+
+    count: int = 0
+    mean: float = math.nan
+    p50: float = math.nan
+    p90: float = math.nan
+    p99: float = math.nan
+    p999: float = math.nan
+    max: float = math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSnapshot:
+    name: str
+    submitted: int
+    completed: int
+    met_deadline: int
+    missed_deadline: int
+    rejected: int
+    failed: int
+    cancelled: int
+    queue_depth: int
+    in_flight: int
+    latency: LatencySummary
+    batch_sizes: Mapping[int, int]
+    warm: bool
+
+    @property
+    def pending(self) -> int:
+        return self.submitted - self.completed - self.rejected - self.failed - self.cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class LaneSnapshot:
+    lane: int
+    busy: bool
+    alive: bool
+    model: str | None
+    batch_size: int
+    executions: int
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSnapshot:
+    """The whole scheduler at one instant of its clock."""
+
+    time: float
+    backend: str
+    policy: str
+    predictor: str
+    closed: bool
+    models: Mapping[str, ModelSnapshot]
+    lanes: tuple[LaneSnapshot, ...]
+    executions: int
+    predictor_mape: float
+    predictor_p95_ape: float
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for lane in self.lanes if lane.busy)
+
+    @property
+    def queue_depth(self) -> int:
+        return sum(m.queue_depth for m in self.models.values())
+
+    def total(self, counter: str) -> int:
+        """Sum of one counter (``"completed"``, ``"rejected"``, ...) over models."""
+        return sum(int(getattr(m, counter)) for m in self.models.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (batch sizes keyed by strings)."""
+        models = {}
+        for name, m in self.models.items():
+            fields = {f.name: getattr(m, f.name) for f in dataclass_fields(m)}
+            fields["latency"] = asdict(m.latency)
+            fields["batch_sizes"] = {str(k): v for k, v in m.batch_sizes.items()}
+            models[name] = fields
+        return {
+            "time": self.time,
+            "backend": self.backend,
+            "policy": self.policy,
+            "predictor": self.predictor,
+            "closed": self.closed,
+            "models": models,
+            "lanes": [asdict(lane) for lane in self.lanes],
+            "executions": self.executions,
+            "predictor_mape": self.predictor_mape,
+            "predictor_p95_ape": self.predictor_p95_ape,
+            "extra": dict(self.extra),
+        }

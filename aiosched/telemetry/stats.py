@@ -1,0 +1,97 @@
+"""Counters and latency histograms the scheduler updates on its hot path.
+
+Recording is O(1) and allocation-free: latencies go into log-spaced buckets
+(2 % wide), which bounds a percentile's error at about 1 % without keeping
+samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+__all__ = ["LatencyHistogram", "ModelCounters"]
+
+_GROWTH = 1.02
+_LOG_GROWTH = math.log(_GROWTH)
+_MIN_S = 1e-6  # latencies below 1 us share the first bucket
+_INV_MIN_S = 1.0 / _MIN_S
+_INV_LOG_GROWTH = 1.0 / _LOG_GROWTH
+_log = math.log
+
+
+class LatencyHistogram:
+    """Log-bucketed seconds; percentiles are bucket midpoints (about +-1 %)."""
+
+    __slots__ = ("_buckets", "count", "max", "total")
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, int] = {}
+        self.count = 0
+        self.total = 0.0
+        self.max = 0.0
+
+    def record(self, seconds: float) -> None:
+        idx = int(_log(seconds * _INV_MIN_S) * _INV_LOG_GROWTH) if seconds > _MIN_S else 0
+        buckets = self._buckets
+        buckets[idx] = buckets.get(idx, 0) + 1
+        self.count += 1
+        self.total += seconds
+        if seconds > self.max:
+            self.max = seconds
+
+    def percentile(self, q: float) -> float:
+        """The ``q``-th percentile (0..100) in seconds; ``nan`` when empty."""
+        if not self.count:
+            return math.nan
+        rank = max(1, math.ceil(self.count * q / 100.0))
+        seen = 0
+        for idx in sorted(self._buckets):
+            seen += self._buckets[idx]
+            if seen >= rank:
+                if idx == 0:
+                    return min(_MIN_S, self.max)
+                return min(_MIN_S * math.pow(_GROWTH, idx + 0.5), self.max)
+        return self.max
+
+    def merge(self, other: LatencyHistogram) -> None:
+        for idx, n in other._buckets.items():
+            self._buckets[idx] = self._buckets.get(idx, 0) + n
+        self.count += other.count
+        self.total += other.total
+        self.max = max(self.max, other.max)
+
+
+class ModelCounters:
+    """What happened to one model's requests. ``submitted`` counts inputs that passed validation.
+
+    Every submitted request ends as exactly one of completed (met or missed
+    deadline), rejected, failed or cancelled; until then it is pending.
+    """
+
+    __slots__ = (
+        "batch_sizes",
+        "cancelled",
+        "completed",
+        "failed",
+        "latency",
+        "met_deadline",
+        "missed_deadline",
+        "rejected",
+        "submitted",
+    )
+
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.completed = 0
+        self.met_deadline = 0
+        self.missed_deadline = 0
+        self.rejected = 0
+        self.failed = 0
+        self.cancelled = 0
+        self.latency = LatencyHistogram()
+        self.batch_sizes: Counter[int] = Counter()
+
+    @property
+    def pending(self) -> int:
+        return self.submitted - self.completed - self.rejected - self.failed - self.cancelled
