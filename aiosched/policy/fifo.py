@@ -4,7 +4,7 @@ Requests are served in arrival order. A batch leaves when it is full or when
 its oldest request has waited ``max_queue_delay`` seconds, on any free lane;
 there is no latency prediction. Like Triton's per-request timeout with
 REJECT, a request whose deadline has already passed when its batch forms is
-rejected instead of run.
+rejected instead of run (unless the scheduler is best effort).
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ class FifoPolicy(Policy):
 
     def step(self, view: DispatchView) -> float | None:
         now = view.now
+        reject = self.reject_expired and not view.best_effort
         while True:
             wake = math.inf
             due: ModelQueue | None = None
             oldest = math.inf
             for queue in view.queues:
                 head = queue.peek()
-                while head is not None and self.reject_expired and head.deadline < now:
+                while head is not None and reject and head.deadline < now:
                     view.reject_head(queue, DeadlineExceeded(f"{queue.name}: deadline passed"))
                     head = queue.peek()
                 if head is None:

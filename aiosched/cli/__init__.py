@@ -1,0 +1,39 @@
+"""The ``aiosched`` command line: one module per command, each adding itself to :data:`app`."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="aiosched",
+    help="Inference scheduling with predictable latency: load tests, profiles, experiments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Inference scheduling with predictable latency: load tests, profiles, experiments."""
+
+
+# Each module defines ``register(app)``; a missing module is a packaging bug, not optional.
+_COMMANDS = ("version",)
+
+
+def _load_commands() -> None:
+    for name in _COMMANDS:
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.register(app)
+
+
+_load_commands()
+
+
+def main() -> None:
+    app()
