@@ -557,8 +557,9 @@ class Scheduler:
         self, model: _Model, requests: tuple[Request, ...], error: BaseException
     ) -> None:
         live = [r for r in requests if r.state != SETTLED]
-        if len(live) > 1:
-            # Which input broke it is unknown: rerun each alone, so only the bad one fails.
+        if len(requests) > 1:
+            # Which input broke it is unknown (even if only one caller is still waiting):
+            # rerun each alone, so only the bad one fails.
             for request in live:
                 request.isolate = True
                 model.queue.push(request)

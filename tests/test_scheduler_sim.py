@@ -433,3 +433,22 @@ def test_an_hour_of_simulated_traffic_is_deterministic() -> None:
     assert first == simtime.run(main(3))
     assert first[2] > 3000  # an hour of virtual time
     assert first[0] + first[1] == 3600
+
+
+def test_good_input_survives_a_failed_batch_whose_bad_caller_went_away() -> None:
+    # Found by the Hypothesis property: the batch failed after the bad input's caller had
+    # cancelled, leaving one live request; it must be rerun, not blamed.
+    model = flat_model(0.010, fails=lambda x: x < 0)
+
+    async def main() -> None:
+        async with aiosched.Scheduler(sim(lanes=1, m=model)) as sched:
+            sched.register("m", max_batch_size=2, warmup=False)
+            good = asyncio.create_task(sched.infer("m", 1, deadline=1.0))
+            bad = asyncio.create_task(sched.infer("m", -1, deadline=1.0))
+            await asyncio.sleep(0.005)  # the batch of two is in flight
+            bad.cancel()
+            assert await good == 1
+            snap = sched.snapshot().models["m"]
+            assert (snap.completed, snap.cancelled, snap.failed) == (1, 1, 0)
+
+    simtime.run(main())
