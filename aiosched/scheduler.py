@@ -98,6 +98,10 @@ class Scheduler:
         keep_executions: int = 100_000,
     ) -> None:
         self._backend = make_backend(backend, lanes)
+        if clock is not None and self._backend.owns_clock:
+            raise InvalidConfig(
+                f"the {self._backend.name} backend keeps its own clock; do not pass clock="
+            )
         self._policy = make_policy(policy)
         self._predictor = make_predictor(predictor)
         if warmup_repeats < 0:
@@ -661,6 +665,7 @@ class Scheduler:
             executions=sum(self._lane_count),
             predictor_mape=err.mape,
             predictor_p95_ape=err.p95_ape,
+            extra=MappingProxyType({"device": dict(self._backend.telemetry())}),
         )
 
     def __repr__(self) -> str:

@@ -170,6 +170,8 @@ def test_register_rejects_bad_settings() -> None:
         aiosched.Scheduler(sim(), policy="lifo")
     with pytest.raises(aiosched.InvalidConfig):
         aiosched.Scheduler(sim(), predictor="oracle")
+    with pytest.raises(aiosched.InvalidConfig, match="own clock"):
+        aiosched.Scheduler(sim(), clock=aiosched.PerfClock())
 
 
 def test_unknown_sim_model_fails_at_register_once_started() -> None:

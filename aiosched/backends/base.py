@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock, PerfClock
 from ..spec import ModelSpec
 
-__all__ = ["Backend", "Completion", "LaneFailure"]
+__all__ = ["Backend", "Completion", "DoneCallback", "LaneFailure"]
 
 
 class LaneFailure(Exception):
@@ -42,6 +42,9 @@ class Backend(abc.ABC):
     """A device and its lanes."""
 
     name: str = "backend"
+    #: Completion times come from the backend's own clock (``default_clock``), so the
+    #: scheduler may not be given another one.
+    owns_clock: bool = False
 
     def __init__(self, lanes: int) -> None:
         if not isinstance(lanes, int) or lanes < 1:
@@ -83,3 +86,7 @@ class Backend(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "lanes": self.lanes}
+
+    def telemetry(self) -> Mapping[str, float]:
+        """Latest device metrics (e.g. NVML utilisation), cheap to read; empty where none."""
+        return {}

@@ -170,6 +170,7 @@ class SimBackend(Backend):
     """
 
     name = "sim"
+    owns_clock = True
 
     def __init__(
         self,
