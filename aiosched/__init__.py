@@ -9,7 +9,7 @@ async with aiosched.Scheduler(backend="cpu", lanes=2) as sched:
 from __future__ import annotations
 
 from ._runtime import run
-from .backends import Backend, Completion, LaneFailure
+from .backends import Backend, Completion, DeviceOutOfMemory, LaneFailure
 from .clock import Clock, LoopClock, PerfClock
 from .errors import (
     AioschedError,
@@ -39,6 +39,7 @@ __all__ = [
     "Completion",
     "DeadlineExceeded",
     "DeadlineUnmeetable",
+    "DeviceOutOfMemory",
     "DispatchView",
     "EdfPolicy",
     "ErrorSummary",

@@ -77,8 +77,8 @@ class _Model:
 class Scheduler:
     """Runs ``infer()`` calls on a backend's lanes, earliest deadline first.
 
-    ``backend`` is ``"sim"``, ``"cpu"`` or a :class:`Backend`; ``lanes`` sizes a
-    named backend. ``policy`` and ``predictor`` take a name or an object.
+    ``backend`` is ``"sim"``, ``"cpu"``, ``"cuda"``, ``"auto"`` (cuda when
+    available, else cpu) or a :class:`Backend`; ``lanes`` sizes a named backend. ``policy`` and ``predictor`` take a name or an object.
     ``best_effort=True`` turns early rejection off: every request runs, late
     or not. ``drain`` says what closing does with queued requests: run them
     (default) or fail them with :class:`SchedulerClosed`.
@@ -154,8 +154,12 @@ class Scheduler:
         self._clock_now = self._clock.now
         self._create_future = loop.create_future
         await self._backend.start(self._clock)
-        for model in self._models.values():
-            self._backend.load(model.spec)
+        try:
+            for model in self._models.values():
+                self._backend.load(model.spec)
+        except BaseException:
+            await self._backend.aclose()  # or its lane threads would outlive a failed start
+            raise
         self._started = True
         self._task = loop.create_task(self._dispatch_loop(), name="aiosched-dispatcher")
 

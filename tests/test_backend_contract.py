@@ -1,4 +1,5 @@
-"""The contract every backend keeps, run against each one (sim in virtual time, cpu for real)."""
+"""The contract every backend keeps, run against each one (sim in virtual time, cpu and cuda
+for real; cuda only where there is a GPU)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from aiosched import simtime
 from aiosched.backends.base import Backend, Completion
 from aiosched.backends.cpu import CpuBackend
+from aiosched.backends.cuda import CudaBackend
 from aiosched.backends.sim import SimBackend
 from aiosched.errors import InvalidConfig
 from aiosched.spec import ModelSpec
@@ -34,6 +36,20 @@ def _broken(batch: Any) -> Any:
     raise ValueError("broken model")
 
 
+class _DoubleOnGpu(torch.nn.Module):
+    """Doubles its batch after enough GPU work (a few ms) for two lanes to overlap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.work = torch.nn.Parameter(torch.randn(2048, 2048) / 64, requires_grad=False)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        w: torch.Tensor = self.work
+        for _ in range(40):
+            w = torch.tanh(w @ self.work)
+        return batch * 2 + 0 * w.sum()
+
+
 CASES: dict[str, Callable[[], tuple[Backend, Callable[[Awaitable[Any]], Any], ModelSpec]]] = {
     "sim": lambda: (
         SimBackend(lanes=2, models={"m": flat_model(0.01, output=lambda x: x * 2)}),
@@ -45,11 +61,31 @@ CASES: dict[str, Callable[[], tuple[Backend, Callable[[Awaitable[Any]], Any], Mo
         asyncio.run,
         ModelSpec("m", _double, max_batch_size=4, input_shape=(2,), dtype=torch.float32),
     ),
+    "cuda": lambda: (
+        CudaBackend(lanes=2),
+        asyncio.run,
+        ModelSpec("m", _DoubleOnGpu(), max_batch_size=4, input_shape=(2,), dtype=torch.float32),
+    ),
 }
+
+NAMES = [
+    pytest.param(
+        name,
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+        ],
+    )
+    if name == "cuda"
+    else name
+    for name in sorted(CASES)
+]
+
+_TENSOR_BACKENDS = (CpuBackend, CudaBackend)
 
 
 def _inputs(backend: Backend, n: int) -> list[Any]:
-    if isinstance(backend, CpuBackend):
+    if isinstance(backend, _TENSOR_BACKENDS):
         return [torch.full((2,), float(i)) for i in range(n)]
     return [float(i) for i in range(n)]
 
@@ -68,7 +104,7 @@ async def _run_one(backend: Backend, spec: ModelSpec, lane: int, inputs: list[An
     return await done
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", NAMES)
 def test_batch_outputs_are_one_per_input_in_order(name: str) -> None:
     backend, run, spec = CASES[name]()
 
@@ -94,7 +130,7 @@ def test_batch_outputs_are_one_per_input_in_order(name: str) -> None:
     run(main())
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", NAMES)
 def test_lanes_run_concurrently(name: str) -> None:
     backend, run, spec = CASES[name]()
 
@@ -114,10 +150,10 @@ def test_lanes_run_concurrently(name: str) -> None:
     run(main())
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", NAMES)
 def test_model_errors_are_returned_not_raised(name: str) -> None:
     backend, run, spec = CASES[name]()
-    if isinstance(backend, CpuBackend):
+    if isinstance(backend, _TENSOR_BACKENDS):
         spec = ModelSpec("bad", _broken, input_shape=(2,), dtype=torch.float32)
     else:
         backend = SimBackend(lanes=1, models={"bad": flat_model(0.01, fails=lambda x: True)})
@@ -133,7 +169,7 @@ def test_model_errors_are_returned_not_raised(name: str) -> None:
     run(main())
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", NAMES)
 def test_load_rejects_what_it_cannot_run(name: str) -> None:
     backend, run, _ = CASES[name]()
 
@@ -147,6 +183,6 @@ def test_load_rejects_what_it_cannot_run(name: str) -> None:
 
 
 def test_lanes_must_be_positive() -> None:
-    for cls in (SimBackend, CpuBackend):
+    for cls in (SimBackend, CpuBackend, CudaBackend):
         with pytest.raises(InvalidConfig):
             cls(lanes=0)

@@ -1,13 +1,17 @@
-"""Backends: ``sim`` (virtual-time device), ``cpu`` (torch on lane threads)."""
+"""Backends: ``sim`` (virtual-time device), ``cpu`` (torch on lane threads), ``cuda``.
+
+``auto`` picks ``cuda`` where torch sees a CUDA GPU and ``cpu`` elsewhere.
+"""
 
 from __future__ import annotations
 
 from ..errors import InvalidConfig
 from .base import Backend, Completion, LaneFailure
+from .cuda import DeviceOutOfMemory
 
-__all__ = ["BACKENDS", "Backend", "Completion", "LaneFailure", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "Completion", "DeviceOutOfMemory", "LaneFailure", "make_backend"]
 
-BACKENDS = ("sim", "cpu")
+BACKENDS = ("sim", "cpu", "cuda", "auto")
 
 
 def make_backend(spec: str | Backend, lanes: int | None = None) -> Backend:
@@ -16,14 +20,23 @@ def make_backend(spec: str | Backend, lanes: int | None = None) -> Backend:
         if lanes is not None and lanes != spec.lanes:
             raise InvalidConfig(f"lanes={lanes} conflicts with the backend's {spec.lanes} lanes")
         return spec
+    n = 2 if lanes is None else lanes
+    if spec == "auto":
+        import torch
+
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "sim":
         from .sim import SimBackend
 
-        return SimBackend(lanes=2 if lanes is None else lanes)
+        return SimBackend(lanes=n)
     if spec == "cpu":
         from .cpu import CpuBackend
 
-        return CpuBackend(lanes=2 if lanes is None else lanes)
+        return CpuBackend(lanes=n)
+    if spec == "cuda":
+        from .cuda import CudaBackend
+
+        return CudaBackend(lanes=n)
     raise InvalidConfig(
         f"unknown backend {spec!r}; choose one of {', '.join(BACKENDS)} or pass a Backend object"
     )

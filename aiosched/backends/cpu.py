@@ -23,7 +23,10 @@ from ..spec import ModelSpec
 from ._lanes import LaneThread
 from .base import Backend, Completion, DoneCallback
 
-__all__ = ["CpuBackend", "run_batch", "split_outputs"]
+__all__ = ["CpuBackend", "Execute", "call_stacked", "run_batch", "split_outputs", "stack_batch"]
+
+#: Runs a model on a batch's samples and returns its batched output (on the host).
+Execute = Callable[[Callable[[Any], Any], Sequence[Any]], Any]
 
 
 def split_outputs(out: Any, n: int) -> list[Any]:
@@ -43,16 +46,34 @@ def split_outputs(out: Any, n: int) -> list[Any]:
     raise ValueError(f"cannot split a model output of type {type(out).__name__} into {n} rows")
 
 
-def run_batch(model: Callable[[Any], Any], inputs: Sequence[Any], clock: Clock) -> Completion:
-    """Stack, run and split one batch; errors are returned, not raised (runs on a lane thread)."""
+def stack_batch(inputs: Sequence[Any]) -> Any:
+    """The batch a model sees: tensors stacked on a new first dimension, anything else a list."""
+    if isinstance(inputs[0], torch.Tensor):
+        return torch.stack(list(inputs))
+    return list(inputs)
+
+
+def call_stacked(model: Callable[[Any], Any], inputs: Sequence[Any]) -> Any:
+    """The cpu backend's :data:`Execute`: stack the samples and call the model."""
+    return model(stack_batch(inputs))
+
+
+def run_batch(
+    model: Callable[[Any], Any],
+    inputs: Sequence[Any],
+    clock: Clock,
+    execute: Execute = call_stacked,
+) -> Completion:
+    """Run, split and time one batch; errors are returned, not raised (runs on a lane thread).
+
+    ``execute`` is what differs between devices (the cuda backend stages,
+    copies and synchronises there); timing, splitting and error capture are
+    shared, so every backend reports a batch the same way.
+    """
     start = clock.now()
     try:
         with torch.inference_mode():
-            if isinstance(inputs[0], torch.Tensor):
-                batch: Any = torch.stack(list(inputs))
-            else:
-                batch = list(inputs)
-            outputs = split_outputs(model(batch), len(inputs))
+            outputs = split_outputs(execute(model, inputs), len(inputs))
     except Exception as exc:
         return Completion(None, exc, start, clock.now())
     return Completion(outputs, None, start, clock.now())
