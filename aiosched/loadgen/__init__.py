@@ -1,0 +1,87 @@
+"""Open-loop load generation: arrival processes, workload mixes, the driver, the report.
+
+Typical use::
+
+    workload = Workload.parse("resnet18:3,mobilenet_v3_small:1", "50,resnet18=80")
+    schedule = workload.schedule("poisson", rate=200.0, duration=30.0, seed=1)
+    result = await run_open_loop(sched.infer, schedule, make_input=inputs.__getitem__)
+    report = build_report(result, config={"policy": "edf"})
+    rich.print(render_summary(report))
+"""
+
+from aiosched.loadgen.arrivals import (
+    ARRIVALS,
+    ArrivalProcess,
+    Bursty,
+    Constant,
+    Gamma,
+    Poisson,
+    parse_arrival,
+)
+from aiosched.loadgen.driver import (
+    REJECTIONS,
+    OpenLoopDriver,
+    Progress,
+    SenderKind,
+    Target,
+    run_open_loop,
+)
+from aiosched.loadgen.errors import ArrivalSpecError, LoadgenError, TraceError, WorkloadError
+from aiosched.loadgen.histogram import Histogram
+from aiosched.loadgen.report import (
+    REPORT_KEYS,
+    BatchStats,
+    PredictorStats,
+    build_report,
+    render_summary,
+    write_report,
+)
+from aiosched.loadgen.result import LoadResult, ModelResult, RequestCounts
+from aiosched.loadgen.trace import Trace, load_trace, parse_trace
+from aiosched.loadgen.workload import (
+    DEFAULT_DEADLINE_MS,
+    ModelLoad,
+    Schedule,
+    Workload,
+    parse_deadlines,
+    parse_models,
+)
+
+__all__ = [
+    "ARRIVALS",
+    "DEFAULT_DEADLINE_MS",
+    "REJECTIONS",
+    "REPORT_KEYS",
+    "ArrivalProcess",
+    "ArrivalSpecError",
+    "BatchStats",
+    "Bursty",
+    "Constant",
+    "Gamma",
+    "Histogram",
+    "LoadResult",
+    "LoadgenError",
+    "ModelLoad",
+    "ModelResult",
+    "OpenLoopDriver",
+    "Poisson",
+    "PredictorStats",
+    "Progress",
+    "RequestCounts",
+    "Schedule",
+    "SenderKind",
+    "Target",
+    "Trace",
+    "TraceError",
+    "Workload",
+    "WorkloadError",
+    "build_report",
+    "load_trace",
+    "parse_arrival",
+    "parse_deadlines",
+    "parse_models",
+    "parse_trace",
+    "render_summary",
+    "run_open_loop",
+    "write_report",
+]
