@@ -24,7 +24,7 @@ unit: $(STAMP)
 	$(PY) -m pytest -q
 
 loadtest: $(STAMP)
-	$(PY) examples/basic.py
+	$(VENV)/bin/aiosched loadtest
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py

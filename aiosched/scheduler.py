@@ -78,7 +78,8 @@ class Scheduler:
     """Runs ``infer()`` calls on a backend's lanes, earliest deadline first.
 
     ``backend`` is ``"sim"``, ``"cpu"``, ``"cuda"``, ``"auto"`` (cuda when
-    available, else cpu) or a :class:`Backend`; ``lanes`` sizes a named backend. ``policy`` and ``predictor`` take a name or an object.
+    available, else cpu) or a :class:`Backend`; ``lanes`` sizes a named backend.
+    ``policy`` and ``predictor`` take a name or an object.
     ``best_effort=True`` turns early rejection off: every request runs, late
     or not. ``drain`` says what closing does with queued requests: run them
     (default) or fail them with :class:`SchedulerClosed`.
@@ -117,6 +118,7 @@ class Scheduler:
         self._lane_running: list[Running | None] = [None] * n
         self._lane_alive = [True] * n
         self._lane_count = [0] * n
+        self._max_in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -482,6 +484,8 @@ class Scheduler:
             predicted = self._predictor.predict(name, size, at_dispatch, self._now)
         running = self._timeline.begin(name, size, lane, self._now, predicted)
         self._lane_running[lane] = running
+        if len(at_dispatch) >= self._max_in_flight:
+            self._max_in_flight = len(at_dispatch) + 1
 
         def on_done(completion: Completion) -> None:
             self._finish(model, running, at_dispatch, requests, completion, warmup)
@@ -591,6 +595,13 @@ class Scheduler:
         return self._predictor
 
     @property
+    def clock(self) -> Clock:
+        """The clock every timestamp of this scheduler comes from (set when it starts)."""
+        if self._clock is None:
+            raise SchedulerClosed("scheduler is not started: use `async with Scheduler(...)`")
+        return self._clock
+
+    @property
     def timeline(self) -> Timeline:
         return self._timeline
 
@@ -667,6 +678,7 @@ class Scheduler:
             models=MappingProxyType(models),
             lanes=lanes,
             executions=sum(self._lane_count),
+            max_concurrency=self._max_in_flight,
             predictor_mape=err.mape,
             predictor_p95_ape=err.p95_ape,
             extra=MappingProxyType({"device": dict(self._backend.telemetry())}),

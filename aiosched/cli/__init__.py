@@ -23,7 +23,7 @@ def _root() -> None:
 
 
 # Each module defines ``register(app)``; a missing module is a packaging bug, not optional.
-_COMMANDS = ("version",)
+_COMMANDS = ("loadtest", "version")
 
 
 def _load_commands() -> None:

@@ -9,12 +9,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def version() -> None:
         """Print aiosched's version and what it runs on."""
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as dist_version
+
         import torch
 
         import aiosched
-
-        from importlib.metadata import PackageNotFoundError
-        from importlib.metadata import version as dist_version
 
         try:
             loop = f"uvloop {dist_version('uvloop')}"

@@ -218,7 +218,7 @@ def render_summary(report: Mapping[str, Any], *, title: str = "aiosched loadtest
         pad_edge=False,
         collapse_padding=True,
     )
-    table.add_column("model", overflow="fold")
+    table.add_column("model", no_wrap=True)
     for name in (
         "sent",
         "met",
@@ -245,10 +245,10 @@ def render_summary(report: Mapping[str, Any], *, title: str = "aiosched loadtest
             str(r["failed"]),
             str(r["cancelled"]),
             _fmt(s["goodput_rps"]),
-            _fmt(lat["p50"], ".2f"),
-            _fmt(lat["p99"], ".2f"),
-            _fmt(lat["p999"], ".2f"),
-            _fmt(lat["max"], ".2f"),
+            _fmt(lat["p50"], ".1f"),
+            _fmt(lat["p99"], ".1f"),
+            _fmt(lat["p999"], ".1f"),
+            _fmt(lat["max"], ".1f"),
             style=style,
         )
 

@@ -72,6 +72,8 @@ class SchedulerSnapshot:
     models: Mapping[str, ModelSnapshot]
     lanes: tuple[LaneSnapshot, ...]
     executions: int
+    max_concurrency: int
+    """The most executions that were ever in flight at once."""
     predictor_mape: float
     predictor_p95_ape: float
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -105,6 +107,7 @@ class SchedulerSnapshot:
             "models": models,
             "lanes": [asdict(lane) for lane in self.lanes],
             "executions": self.executions,
+            "max_concurrency": self.max_concurrency,
             "predictor_mape": self.predictor_mape,
             "predictor_p95_ape": self.predictor_p95_ape,
             "extra": dict(self.extra),

@@ -1,0 +1,139 @@
+"""``aiosched loadtest``: an open-loop load against the embedded scheduler, live.
+
+With no options it runs the embedded default (about 30 s, small torchvision
+models on the cpu backend, or cuda where present). Bad options or files end
+with a one-line message and exit code 2; Ctrl-C stops sending, drains, and
+still prints and writes the report.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from ..errors import AioschedError
+from ..loadgen import Progress, render_summary, write_report
+from ..loadgen.harness import LoadtestConfig, resolve_backend, run_loadtest
+from ..scheduler import Scheduler
+from ..telemetry.snapshot import SchedulerSnapshot
+from ._live import live_view, plain_line
+
+
+def _rate(value: str) -> float | None:
+    if value == "auto":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected requests/s or 'auto', got {value!r}") from None
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def loadtest(
+        backend: Annotated[str, typer.Option(help="auto, cpu, cuda or sim")] = "auto",
+        models: Annotated[
+            str | None, typer.Option(help="models with optional shares: 'a:3,b:1'")
+        ] = None,
+        rate: Annotated[
+            str, typer.Option(help="requests/s, or 'auto' (~70% of capacity)")
+        ] = "auto",
+        duration: Annotated[float, typer.Option(help="seconds of sending")] = 30.0,
+        arrival: Annotated[
+            str, typer.Option(help="poisson, constant, gamma[:cv=C], bursty[:on=S,off=S], trace")
+        ] = "poisson",
+        trace: Annotated[
+            Path | None, typer.Option(help="CSV or JSONL trace (with --arrival trace)")
+        ] = None,
+        deadline: Annotated[
+            str | None, typer.Option(help="ms, one value or per model: '100,a=50'")
+        ] = None,
+        policy: Annotated[str, typer.Option(help="edf, fifo or sequential")] = "edf",
+        predictor: Annotated[str, typer.Option(help="latency predictor")] = "solo",
+        lanes: Annotated[int, typer.Option(help="concurrent lanes on the device")] = 2,
+        max_batch_size: Annotated[int, typer.Option(help="largest batch per model")] = 8,
+        seed: Annotated[int, typer.Option(help="seed of the arrivals")] = 0,
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="write the JSON report here")
+        ] = None,
+        live: Annotated[bool, typer.Option("--live/--no-live", help="rich live view")] = True,
+    ) -> None:
+        """Drive an open-loop workload through the scheduler and report latency and goodput."""
+        # In a pipe rich assumes 80 columns, too narrow for the summary: give logs room.
+        console = Console(width=None if sys.stdout.isatty() else 120)
+        err = Console(stderr=True)
+        try:
+            cfg = LoadtestConfig(
+                backend=backend,
+                models=models,
+                rate=_rate(rate),
+                duration=duration,
+                arrival=arrival,
+                trace=None if trace is None else str(trace),
+                deadline=deadline,
+                policy=policy,
+                predictor=predictor,
+                lanes=lanes,
+                seed=seed,
+                max_batch_size=max_batch_size,
+            )
+            report, _ = _run(cfg, console, live and console.is_terminal)
+        except (AioschedError, OSError) as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        console.print(render_summary(report))
+        if json_path is not None:
+            try:
+                write_report(report, json_path)
+            except OSError as exc:
+                err.print(f"[bold red]error:[/] cannot write {json_path}: {exc}", highlight=False)
+                raise typer.Exit(2) from None
+            console.print(f"report written to {json_path}")
+
+
+def _run(
+    cfg: LoadtestConfig, console: Console, live: bool
+) -> tuple[dict[str, Any], SchedulerSnapshot]:
+    from .. import simtime
+    from .._runtime import run
+
+    backend = resolve_backend(cfg.backend)
+    simulated = backend == "sim"
+    offered = [0.0]
+
+    def on_start(sched: Scheduler, schedule: Any) -> None:
+        offered[0] = schedule.offered_rps
+        console.print(
+            f"aiosched loadtest: {backend} backend, {cfg.lanes} lanes, policy {cfg.policy}, "
+            f"predictor {cfg.predictor}, {schedule.offered_rps:.1f} requests/s offered for "
+            f"{schedule.duration_s:.0f} s ({len(schedule)} requests"
+            f"{', virtual time' if simulated else ''})",
+            highlight=False,
+        )
+
+    if live and not simulated:
+        with Live(console=console, refresh_per_second=8, transient=True) as view:
+
+            def draw(p: Progress, snap: SchedulerSnapshot) -> None:
+                view.update(live_view(p, snap, offered[0]))
+
+            coro = run_loadtest(
+                cfg, on_start=on_start, on_progress=draw, progress_interval=0.2, handle_sigint=True
+            )
+            return run(coro)
+
+    def line(p: Progress, snap: SchedulerSnapshot) -> None:
+        console.print(plain_line(p, snap, offered[0]), highlight=False, soft_wrap=True)
+
+    interval = cfg.duration / 10 if simulated else max(1.0, min(5.0, cfg.duration / 10))
+    coro = run_loadtest(
+        cfg, on_start=on_start, on_progress=line, progress_interval=interval, handle_sigint=True
+    )
+    if simulated:
+        return simtime.run(coro)
+    return run(coro)
