@@ -14,9 +14,12 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from ..timeline import Execution, Running
+
+if TYPE_CHECKING:
+    from .profile import Profile
 
 __all__ = ["ErrorSummary", "Predictor"]
 
@@ -71,6 +74,18 @@ class Predictor(abc.ABC):
 
     @abc.abstractmethod
     def _learn(self, execution: Execution) -> None: ...
+
+    def observe(self, model: str, batch_size: int, latency: float) -> None:  # noqa: B027
+        """Take one measured solo latency (a profile entry, a solo run); ignored by default."""
+
+    def seed(self, profile: Profile) -> None:
+        """Seed the predictor with a profile's solo latencies (through :meth:`observe`).
+
+        Each measured (model, batch size) is observed once, at its median;
+        sizes the profile lacks are left to the predictor's own interpolation.
+        """
+        for model, batch_size, latency in profile.solo_points():
+            self.observe(model, batch_size, latency)
 
     @abc.abstractmethod
     def knows(self, model: str) -> bool:

@@ -1,0 +1,493 @@
+"""The ``overlap`` predictor: fine-grained, trained on realized overlaps, learning online.
+
+The model. A batch of model ``m`` and size ``b`` needs ``W_m(b)`` seconds of
+work; while a set ``S`` of batches runs beside it, it progresses at rate
+``1 - g_m(S)`` (``g`` is the share of its time lost to interference). Cut an
+execution into stretches of constant co-location, fractions ``f_k`` of its
+latency ``L``; then ``W = L * sum_k f_k (1 - g_m(S_k))``, that is::
+
+    W_m(b) / L  +  sum_k f_k g_m(S_k)  =  1
+
+With the solo curve ``W_m(b) = tau_m (w0 + w1 sqrt(b) + w2 b)`` (``tau_m`` a
+fixed reference time; the basis fits ``a + c b^e`` for ``e`` in [0.5, 1.1]
+within 0.8 % on sizes 1 to 8) and ``g_m(S) = theta_m . phi(S)``
+(:class:`~aiosched.predict.features.FeatureSpace`), the left-hand side is
+linear in ``(w, theta)`` whatever the number of lanes and however co-runners
+came and went. So each target model gets one recursive-least-squares fit of
+that identity: the solo curve and the interference are learnt *jointly* from
+every execution, solo or not, its realized overlaps included. Learning the
+solo latency only from solo runs fails under load, where almost nothing runs
+alone, not even the warm-ups of several models.
+
+Two memories. When a model is always overlapped by the same number of
+co-runners (a saturated device), the data cannot tell a short solo time with
+heavy interference from a longer one with less, and under forgetting the fit
+would slide towards "no work, all interference". So the solo-curve weights
+forget far more slowly (``solo_forgetting``) than the interference weights
+(``forgetting``). A device-wide change (a slower clock, another job on the
+device) is caught instead by one *device factor* shared by all models,
+nudged by every execution's log error against what the fit explains given
+the overlaps that really happened; latencies are learnt in units of it.
+
+Predicting. The executions in flight are projected forward: each one's
+remaining time is ``max(0, expected_end - now)``, so a co-runner about to
+finish counts for little. The new batch's work is spent stretch by stretch,
+at the rate the co-runners still running allow, until it is done; the
+overlap with each co-runner is thus the smaller of its remaining time and
+the new batch's own (projected) latency, solved exactly rather than by
+iteration.
+
+What cannot be known at dispatch is who will start beside the batch later.
+The predictor learns it as an expectation: per target model and per kind of
+stretch (co-runners at dispatch, how many of them are still running), the
+time-averaged share lost to batches that *joined* later, and adds it to each
+projected stretch. Under heavy load a lane freed by a finishing co-runner is
+taken again at once; under light load it stays empty; the expectation learns
+which. (On the sim backend, knowing the co-runners' true end times instead of
+their projected ones barely changes the error: what is left after the
+projection is noise and who joins later.)
+
+``quantile`` (say 0.9) turns the expected latency into that quantile, with a
+per-model margin learnt online from the errors: what a scheduler wants when
+it sizes batches against deadlines. Unset, ``predict`` is the expectation.
+
+Cost. ``predict`` is dictionary look-ups and a few float operations per
+co-runner, with the projection reused for the repeated calls of one dispatch
+(the policy bisects a batch size). ``learn`` is one small RLS update (numpy,
+about 25 weights for six models) and the overlap bookkeeping in plain
+Python: per peer and per pair of peers, not per stretch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidConfig
+from ..timeline import Execution, Running
+from .base import Predictor
+from .features import FeatureSpace, Span, SparseVector, peer_spans
+from .learners import RLS
+
+__all__ = ["OverlapPredictor"]
+
+_SOLO = 3  # solo-curve weights at the front of each target's RLS: [1, sqrt(b), b]
+
+_Plan = tuple[tuple[float, ...], tuple[float, ...], float]
+# (ends of the projected stretches, progress rate in each, rate once the known co-runners left)
+
+_Key = tuple[int, int]  # (co-runners at dispatch, how many of them are still running)
+
+# Derived caches follow every update of a target's first fit, then every few updates.
+_EXACT_UPDATES = 64
+_REFRESH_EVERY = 4
+
+
+class _Target:
+    """What the predictor knows about one model as the batch being predicted."""
+
+    __slots__ = ("background", "beside", "contrib", "joined", "margin", "rls", "solo", "tau")
+
+    def __init__(self, tau: float, forgetting: float, solo_forgetting: float, delta: float) -> None:
+        self.tau = tau
+        self.rls = RLS(_SOLO, forgetting, delta)
+        self.rls.set_forgetting(0, _SOLO, solo_forgetting)
+        # Before any data: a flat solo curve at the first latency seen.
+        self.rls.theta[0] = 1.0
+        self.rls.weights[0] = 1.0
+        self.solo: dict[int, float] = {}  # cache: batch size -> solo seconds
+        self.contrib: dict[tuple[str, int], float] = {}  # cache: (co-runner, b) -> share
+        self.beside: set[str] = set()  # co-runner models it has run beside
+        self.margin = 0.0  # log of the factor from the expected latency to the quantile
+        # Joined-later expectation per key: decayed sums of the share of time lost to
+        # batches that joined later, and of the time it was measured over; and their ratio.
+        self.joined: dict[_Key, list[float]] = {}
+        self.background: dict[_Key, float] = {}
+
+
+class OverlapPredictor(Predictor):
+    """Fine-grained, overlap-aware latency predictor (see the module docstring).
+
+    ``forgetting``/``solo_forgetting``/``delta`` set each target model's RLS
+    (forgetting of the interference and of the solo-curve weights, prior
+    variance); ``background_memory`` the forgetting of the joined-later
+    expectation; ``device_rate`` the step of the device factor (0 turns it
+    off); ``quantile`` and ``quantile_step`` the optional quantile margin;
+    ``max_slowdown`` bounds any predicted slowdown; ``default`` is the guess
+    in seconds at batch 1 for a model never seen.
+    """
+
+    name = "overlap"
+
+    def __init__(
+        self,
+        forgetting: float = 0.995,
+        solo_forgetting: float = 0.999,
+        delta: float = 10.0,
+        background_memory: float = 0.99,
+        device_rate: float = 0.1,
+        quantile: float | None = None,
+        quantile_step: float = 0.01,
+        max_slowdown: float = 20.0,
+        default: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if quantile is not None and not 0.0 < quantile < 1.0:
+            raise InvalidConfig("quantile must be in (0, 1) or None")
+        if not 0.0 < quantile_step <= 0.1:
+            raise InvalidConfig("quantile_step must be in (0, 0.1]")
+        if not 0.0 <= device_rate <= 0.5:
+            raise InvalidConfig("device_rate must be in [0, 0.5]")
+        if not 0.0 < background_memory < 1.0:
+            raise InvalidConfig("background_memory must be in (0, 1)")
+        if not max_slowdown > 1.0:
+            raise InvalidConfig("max_slowdown must be > 1")
+        if not (default > 0 and math.isfinite(default)):
+            raise InvalidConfig("default must be a positive number of seconds")
+        RLS(0, forgetting, delta).set_forgetting(0, 0, solo_forgetting)  # validates them now
+        self.forgetting = forgetting
+        self.solo_forgetting = solo_forgetting
+        self.delta = delta
+        self.background_memory = background_memory
+        self.device_rate = device_rate
+        self.quantile = quantile
+        self.quantile_step = quantile_step
+        self.max_slowdown = max_slowdown
+        self.default = default
+        self._g_max = 1.0 - 1.0 / max_slowdown
+        self._device = 1.0  # device factor: latencies are learnt in units of it
+        self._space = FeatureSpace()
+        self._targets: dict[str, _Target] = {}
+        # Start times of recently learnt executions, to place peers inside an execution.
+        self._starts: dict[int, float] = {}
+        self._start_order: deque[int] = deque()
+        # The last projection, reused while the dispatcher asks about one moment.
+        self._plan_key: tuple[Sequence[Running] | None, float, str] = (None, math.nan, "")
+        self._plan: _Plan = ((), (), 1.0)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "forgetting": self.forgetting,
+            "solo_forgetting": self.solo_forgetting,
+            "delta": self.delta,
+            "background_memory": self.background_memory,
+            "device_rate": self.device_rate,
+            "quantile": self.quantile,
+            "quantile_step": self.quantile_step,
+            "max_slowdown": self.max_slowdown,
+            "default": self.default,
+        }
+
+    def knows(self, model: str) -> bool:
+        return model in self._targets
+
+    # -- prediction (hot path) ------------------------------------------------
+
+    def predict(self, model: str, batch_size: int, running: Sequence[Running], now: float) -> float:
+        expected = self.expected(model, batch_size, running, now)
+        if self.quantile is None:
+            return expected
+        target = self._targets.get(model)
+        return expected if target is None else expected * math.exp(target.margin)
+
+    def expected(
+        self, model: str, batch_size: int, running: Sequence[Running], now: float
+    ) -> float:
+        """The expected latency (what :meth:`predict` returns unless a ``quantile`` is set)."""
+        target = self._targets.get(model)
+        if target is None:
+            return self.default * math.sqrt(max(1, batch_size))
+        work = target.solo.get(batch_size) or self._work(model, batch_size)
+        work *= self._device
+        key = self._plan_key
+        if key[0] is running and key[1] == now and key[2] == model:
+            ends, rates, tail = self._plan
+        else:
+            ends, rates, tail = self._plan = self._project(target, running, now)
+            self._plan_key = (running, now, model)
+        t = 0.0
+        for i, end in enumerate(ends):
+            rate = rates[i]
+            capacity = (end - t) * rate
+            if work <= capacity:
+                return t + work / rate
+            work -= capacity
+            t = end
+        return t + work / tail
+
+    def solo(self, model: str, batch_size: int) -> float:
+        """Predicted seconds of a batch of ``model`` with nothing beside it."""
+        return self._work(model, batch_size) * self._device
+
+    def _work(self, model: str, batch_size: int) -> float:
+        """The solo curve, in units of the device factor."""
+        target = self._targets.get(model)
+        if target is None:
+            return self.default * math.sqrt(max(1, batch_size))
+        value = target.solo.get(batch_size)
+        if value is None:
+            w = target.rls.weights
+            value = target.tau * (w[0] + w[1] * math.sqrt(batch_size) + w[2] * batch_size)
+            # Never below a twentieth of the reference: a wild early fit must stay positive.
+            value = target.solo[batch_size] = max(value, 0.05 * target.tau)
+        return value
+
+    def _project(self, target: _Target, running: Sequence[Running], now: float) -> _Plan:
+        """The stretches ahead: when each co-runner ends, and the new batch's rate till then."""
+        background = target.background
+        g_max = self._g_max
+        n = len(running)
+        if not n:
+            g = background.get((0, 0), 0.0)
+            return (), (), 1.0 - (g_max if g > g_max else 0.0 if g < 0.0 else g)
+        if n == 1:  # the common case on two lanes, without the general loop's overhead
+            r = running[0]
+            share = target.contrib.get((r.model, r.batch_size))
+            if share is None:
+                share = self._contribution(target, r.model, r.batch_size)
+            g = share + background.get((1, 1), 0.0)
+            rate = 1.0 - (g_max if g > g_max else 0.0 if g < 0.0 else g)
+            end = r.expected_end - now
+            g = background.get((1, 0), 0.0)
+            tail = 1.0 - (g_max if g > g_max else 0.0 if g < 0.0 else g)
+            return (end if end > 0.0 else 0.0,), (rate,), tail
+        if n == 2:
+            a, b = running
+            order: Sequence[Running] = (a, b) if a.expected_end <= b.expected_end else (b, a)
+        else:
+            order = sorted(running, key=_expected_end)
+        w = target.rls.weights
+        p = _SOLO + self._space.pair_index
+        w_pair, w_cross = (w[p], w[p + 1]) if p + 1 < len(w) else (0.0, 0.0)
+        cached = target.contrib
+        rates = [0.0] * n
+        # Walk back from the last to end: stretch i has co-runners i..n-1 still running.
+        share = roots = cross = 0.0
+        for i in range(n - 1, -1, -1):
+            r = order[i]
+            one = cached.get((r.model, r.batch_size))
+            share += self._contribution(target, r.model, r.batch_size) if one is None else one
+            root = math.sqrt(r.batch_size)
+            cross += root * roots
+            roots += root
+            m = n - i
+            g = share + background.get((n, m), 0.0)
+            if m > 1:
+                g += w_pair * (m * (m - 1) / 2) + w_cross * cross
+            rates[i] = 1.0 - (g_max if g > g_max else 0.0 if g < 0.0 else g)
+        ends = tuple(e if (e := r.expected_end - now) > 0.0 else 0.0 for r in order)
+        g = background.get((n, 0), 0.0)
+        return ends, tuple(rates), 1.0 - (g_max if g > g_max else 0.0 if g < 0.0 else g)
+
+    def _contribution(self, target: _Target, other: str, b: int) -> float:
+        """``theta . phi({(other, b)})``: the share of time one co-runner takes."""
+        value = target.contrib.get((other, b))
+        if value is None:
+            w = target.rls.weights
+            i = self._space.known_block(other)
+            if other in target.beside and i is not None and _SOLO + i + 2 < len(w):
+                j = _SOLO + i
+                # A co-runner never speeds a batch up; the fit, extrapolated to a size it
+                # has rarely seen beside this model, may say otherwise.
+                value = max(0.0, w[j] + w[j + 1] * math.sqrt(b) + w[j + 2] * b)
+            else:
+                # A co-runner model never seen beside this one: the mean of those seen.
+                seen = [c for c in target.beside if c != other]
+                value = (
+                    sum(self._contribution(target, c, b) for c in seen) / len(seen) if seen else 0.0
+                )
+            target.contrib[(other, b)] = value
+        return value
+
+    # -- learning (once per finished execution) -----------------------------------
+
+    def observe(self, model: str, batch_size: int, latency: float) -> None:
+        """Fold in one solo latency (a profile entry, a solo run measured elsewhere)."""
+        if latency > 0 and math.isfinite(latency):
+            self._fit(model, batch_size, latency / self._device, {})
+
+    def _learn(self, execution: Execution) -> None:
+        if not execution.ok:
+            return
+        latency = execution.latency
+        if self.quantile is not None and not execution.warmup:
+            self._track_margin(execution)
+        spans = peer_spans(execution, self._starts)
+        self._remember(execution.id, execution.start)
+        if not (latency > 0 and math.isfinite(latency)):
+            return
+        target = self._targets.get(execution.model)
+        x, joined, shares, lost = self._overlap_features(execution, spans, target)
+        if target is not None:
+            self._track_device(execution.model, execution.batch_size, latency, lost)
+        self._fit(execution.model, execution.batch_size, latency / self._device, x)
+        if target is not None:
+            self._track_joined(target, joined, shares)
+        else:
+            target = self._targets[execution.model]
+        new = {s.peer.model for s in spans} - target.beside
+        if new:
+            target.beside |= new
+            target.contrib.clear()  # the stand-ins for these models are stale now
+
+    def _overlap_features(
+        self, execution: Execution, spans: list[Span], target: _Target | None
+    ) -> tuple[SparseVector, dict[_Key, float], dict[_Key, float], float]:
+        """``x = sum_k f_k phi(S_k)`` over the execution, the joiners' cost by key, ``theta . x``.
+
+        The per-model features are additive over co-runners, so each peer adds
+        its overlap share times its basis; the pair terms need the time two
+        peers ran together. What batches that joined later cost (under the
+        target's current weights) is split by key: the stretches after ``i``
+        of the peers known at dispatch had finished. The last value is the
+        share of the latency the current weights put down to interference.
+        """
+        start, latency = execution.start, execution.latency
+        n = len(execution.at_dispatch)
+        block = self._space.block
+        pair = self._space.pair_index
+        # The known peers all start at the start, so k of them run until the
+        # (n_known - k)-th of their ends.
+        bounds = [start, *sorted(s.end for s in spans if s.known), execution.end]
+        known = len(bounds) - 2
+        regions = [
+            ((n, known - i), bounds[i], bounds[i + 1])
+            for i in range(len(bounds) - 1)
+            if bounds[i + 1] > bounds[i]
+        ]
+        shares = {key: (hi - lo) / latency for key, lo, hi in regions}
+        joined = dict.fromkeys(shares, 0.0)
+        x: SparseVector = {}
+        lost = 0.0
+        placed = []
+        w = target.rls.weights if target is not None else []
+        p = _SOLO + pair
+        # A pair's share of time: w_pairs * 1 + w_cross * sqrt(b1 b2) (0 before it is learnt).
+        w_pair, w_cross = (w[p], w[p + 1]) if p + 1 < len(w) else (0.0, 0.0)
+        for s in spans:
+            model = s.peer.model
+            i = block(model)
+            b = s.peer.batch_size
+            r = math.sqrt(b)
+            a, e = s.start, s.end
+            placed.append((a, e, r, s.known))
+            f = (e - a) / latency
+            x[i] = x.get(i, 0.0) + f
+            x[i + 1] = x.get(i + 1, 0.0) + f * r
+            x[i + 2] = x.get(i + 2, 0.0) + f * b
+            if target is None:
+                continue
+            h = self._contribution(target, model, b)
+            lost += f * h
+            if not s.known:
+                h /= latency
+                for key, lo, hi in regions:
+                    g = (e if e < hi else hi) - (a if a > lo else lo)
+                    if g > 0:
+                        joined[key] += g * h
+        for j, (a1, e1, r1, k1) in enumerate(placed):
+            for a2, e2, r2, k2 in placed[j + 1 :]:
+                lo = a1 if a1 > a2 else a2
+                hi = e1 if e1 < e2 else e2
+                if hi <= lo:
+                    continue
+                f = (hi - lo) / latency
+                rr = r1 * r2
+                x[pair] = x.get(pair, 0.0) + f
+                x[pair + 1] = x.get(pair + 1, 0.0) + f * rr
+                h = w_pair + w_cross * rr
+                lost += f * h
+                if k1 and k2:
+                    continue
+                h /= latency
+                for key, rlo, rhi in regions:
+                    g = (hi if hi < rhi else rhi) - (lo if lo > rlo else rlo)
+                    if g > 0:
+                        joined[key] += g * h
+        return x, joined, shares, lost
+
+    def _fit(self, model: str, b: int, latency: float, x: SparseVector) -> None:
+        """One RLS step on ``W(b) / latency + theta . x = 1`` for ``model``."""
+        target = self._targets.get(model)
+        if target is None:
+            target = self._targets[model] = _Target(
+                latency, self.forgetting, self.solo_forgetting, self.delta
+            )
+        dim = self._space.dim
+        z = np.zeros(_SOLO + dim)
+        scale = target.tau / latency
+        z[0] = scale
+        z[1] = scale * math.sqrt(b)
+        z[2] = scale * b
+        for i, v in x.items():
+            z[_SOLO + i] = v
+        rls = target.rls
+        rls.update(z, 1.0)
+        if rls.updates <= _EXACT_UPDATES or rls.updates % _REFRESH_EVERY == 0:
+            # One update moves the weights by little once they have settled: the cached
+            # solo times and co-runner shares are refreshed every few updates, which keeps
+            # predictions after a learn (and the learn itself) cheap.
+            target.solo.clear()
+            target.contrib.clear()
+            self._plan_key = (None, math.nan, "")
+
+    def _track_joined(
+        self, target: _Target, joined: dict[_Key, float], shares: dict[_Key, float]
+    ) -> None:
+        decay = self.background_memory
+        for key, share in shares.items():
+            sums = target.joined.get(key)
+            if sums is None:
+                sums = target.joined[key] = [0.0, 0.0]
+            sums[0] = sums[0] * decay + joined[key]
+            sums[1] = sums[1] * decay + share
+            target.background[key] = sums[0] / sums[1] if sums[1] > 0 else 0.0
+        self._plan_key = (None, math.nan, "")
+
+    def _track_device(self, model: str, b: int, latency: float, lost: float) -> None:
+        """Move the device factor a step along log(actual / what the fit explains).
+
+        The residual is the fit's, given the overlaps that really happened
+        (``W / (1 - lost)`` against the latency, ``lost = theta . x``), not the prediction's:
+        the prediction also carries what could not be known at dispatch
+        (later joiners, co-runners' ends), and letting that steer a factor
+        the fit itself is scaled by would close a loop. Every model's
+        executions feed it, so a device-wide change shows up after a few
+        dozen executions of any models; what differs by model is left to the
+        per-model fits.
+        """
+        if not self.device_rate:
+            return
+        g = min(self._g_max, max(0.0, lost))
+        explained = self.solo(model, b) / (1.0 - g)
+        residual = min(0.5, max(-0.5, math.log(latency / explained)))
+        self._device *= math.exp(self.device_rate * residual)
+        self._plan_key = (None, math.nan, "")
+
+    def _track_margin(self, execution: Execution) -> None:
+        """Move the model's margin one step towards the quantile of log(actual / expected).
+
+        The online quantile (pinball-loss SGD) needs no window: a step up when
+        the execution took longer than the margin allowed, a smaller one down
+        otherwise, so that a fraction ``quantile`` of them end up under it.
+        """
+        target = self._targets.get(execution.model)
+        predicted = execution.predicted
+        if target is None or self.quantile is None or not (predicted > 0):
+            return
+        over = execution.latency > predicted
+        target.margin += self.quantile_step * (self.quantile - (0.0 if over else 1.0))
+
+    def _remember(self, ident: int, start: float) -> None:
+        self._starts[ident] = start
+        self._start_order.append(ident)
+        if len(self._start_order) > 512:
+            self._starts.pop(self._start_order.popleft(), None)
+
+
+def _expected_end(r: Running) -> float:
+    return r.expected_end

@@ -1,0 +1,147 @@
+"""The overlap-aware predictor: accuracy on sim traces, projection, quantile, device drift."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from aiosched import simtime
+from aiosched.backends.sim import SimBackend, SimModel
+from aiosched.experiments.predictors import PredictorsConfig, record
+from aiosched.experiments.replay import Scored, ape_summary, replay
+from aiosched.predict import OverlapPredictor, SoloPredictor, StaticPredictor
+from aiosched.scheduler import Scheduler
+from aiosched.timeline import Execution
+from tests.predict_helpers import profile, running, served, trace
+
+
+def split(executions: Sequence[Execution], fraction: float = 0.5) -> float:
+    starts = sorted(e.start for e in executions)
+    return float(starts[int(fraction * len(starts))])
+
+
+def test_overlap_is_accurate_on_a_two_lane_sim_trace() -> None:
+    executions = trace(lanes=2, rate=250.0, duration=6.0)
+    cut = split(executions)
+    scored = replay(OverlapPredictor(), executions, lambda e: not e.warmup and e.start >= cut)
+    mape, p95 = ape_summary(scored)
+    assert len(scored) > 300
+    assert mape < 0.07 and p95 < 0.2
+    solo = replay(SoloPredictor(), executions, lambda e: not e.warmup and e.start >= cut)
+    assert mape < ape_summary(solo)[0] / 1.5
+
+
+def test_overlap_works_with_more_lanes() -> None:
+    executions = trace(lanes=3, rate=300.0, duration=6.0)
+    cut = split(executions)
+    scored = replay(OverlapPredictor(), executions, lambda e: not e.warmup and e.start >= cut)
+    mape, p95 = ape_summary(scored)
+    assert mape < 0.1 and p95 < 0.3
+
+
+def test_overlap_learns_solo_latency_and_interference_jointly() -> None:
+    predictor = OverlapPredictor()
+    predictor.seed(profile())
+    for e in sorted(trace(), key=lambda e: e.end):
+        predictor.learn(e)
+    truth = profile()
+    for model in ("resnet50", "vgg19"):
+        for b in (1, 4, 8):
+            assert predictor.solo(model, b) == pytest.approx(truth.latency(model, b), rel=0.1)
+    alone = predictor.predict("resnet50", 4, (), 0.0)
+    beside = predictor.predict("resnet50", 4, running(("vgg19", 8, 1.0)), 0.0)
+    assert beside > alone * 1.1
+
+
+def test_a_co_runner_about_to_finish_counts_for_little() -> None:
+    predictor = OverlapPredictor()
+    for e in sorted(trace(), key=lambda e: e.end):
+        predictor.learn(e)
+    solo = predictor.solo("resnet50", 4)
+    leaving = predictor.predict("resnet50", 4, running(("vgg19", 8, solo * 0.05)), 0.0)
+    staying = predictor.predict("resnet50", 4, running(("vgg19", 8, solo * 10)), 0.0)
+    halfway = predictor.predict("resnet50", 4, running(("vgg19", 8, solo * 0.5)), 0.0)
+    assert leaving < halfway < staying
+    # The new batch is slowed only while the co-runner is still there.
+    assert (halfway - leaving) < (staying - leaving)
+
+
+def test_projection_is_exact_for_a_known_noise_free_device() -> None:
+    # Two noise-free models with interference; after learning, a batch dispatched beside a
+    # co-runner with a known remaining time is predicted as the device will run it.
+    a = SimModel(base=0.004, per_item=0.002, noise=0.0, pressure=0.4, sensitivity=0.6)
+    b = SimModel(base=0.006, per_item=0.003, noise=0.0, pressure=0.5, sensitivity=0.4)
+    config = PredictorsConfig(models=("a", "b"), rate=150.0, duration=6.0, drift=False)
+
+    async def main() -> list[Execution]:
+        backend = SimBackend(lanes=2, models={"a": a, "b": b}, seed=3)
+        async with Scheduler(backend, predictor="overlap") as sched:
+            for name in ("a", "b"):
+                sched.register(name, max_batch_size=8)
+            await sched.ready()
+            from aiosched.experiments.workload import Phase, drive, poisson_arrivals
+
+            arrivals = poisson_arrivals(
+                [Phase(config.duration, {"a": 75.0, "b": 75.0})], {"a": 0.2, "b": 0.2}, seed=1
+            )
+            await drive(sched, arrivals, {"a": 0.0, "b": 0.0})
+            return list(sched.timeline.history)
+
+    executions = simtime.run(main())
+    predictor = OverlapPredictor()
+    for e in sorted(executions, key=lambda e: e.end):
+        predictor.learn(e)
+    # Ground truth: a batch of 4 of "a" beside a batch of 8 of "b" with 3 ms left, with
+    # nothing joining later (the expectation of joiners is switched off for the check).
+    for target in predictor._targets.values():
+        target.background.clear()
+    work_a = a.solo_latency(4)
+    slow_a = a.slowdown(b.pressure_at(8), 1)
+    left = 0.003
+    expected = left + (work_a - left / slow_a)
+    got = predictor.predict("a", 4, running(("b", 8, left)), 0.0)
+    assert got == pytest.approx(expected, rel=0.03)
+
+
+def test_quantile_predictions_cover_that_fraction_of_executions() -> None:
+    executions = trace(lanes=2, rate=250.0, duration=6.0)
+    cut = split(executions)
+    predictor = OverlapPredictor(quantile=0.9)
+    scored = replay(predictor, executions, lambda e: not e.warmup and e.start >= cut)
+    covered = sum(s.execution.latency <= s.predicted for s in scored) / len(scored)
+    assert 0.8 < covered < 0.97
+    mean = replay(OverlapPredictor(), executions, lambda e: not e.warmup and e.start >= cut)
+    assert sum(s.predicted for s in scored) > sum(s.predicted for s in mean)
+
+
+def test_device_factor_catches_a_device_wide_slowdown() -> None:
+    config = PredictorsConfig(
+        models=("resnet50", "yolov8n", "vgg19"),
+        rate=200.0,
+        drift_duration=8.0,
+        drift_speed=0.7,
+        drift_mix=1.0,
+    )
+    executions, drift_at = record(config, drift=True)
+    with_factor = replay(OverlapPredictor(), executions)
+    without = replay(OverlapPredictor(device_rate=0.0), executions)
+
+    def after(scored: list[Scored]) -> float:
+        late = [s for s in scored if s.execution.start >= drift_at + 1.0]
+        return ape_summary(late)[0]
+
+    assert after(with_factor) < 0.08
+    assert after(with_factor) < after(without)
+
+
+def test_static_fitted_before_a_drift_is_left_behind() -> None:
+    config = PredictorsConfig(
+        models=("resnet50", "yolov8n", "vgg19"), rate=200.0, drift_duration=8.0, drift_speed=0.7
+    )
+    executions, drift_at = record(config, drift=True)
+    static = StaticPredictor()
+    static.fit([e for e in executions if e.end <= drift_at])
+    late = [s for s in replay(static, executions) if s.execution.start >= drift_at + 1.0]
+    assert ape_summary(late)[0] > 0.15
+    assert len(served(executions)) > 500
