@@ -551,19 +551,24 @@ class Scheduler:
             )
             return
         done_at = self._clock.now()
-        counters = model.counters
+        latencies: list[float] = []
+        met = 0
         for request, output in zip(requests, outputs, strict=True):
             if request.state == SETTLED:
                 continue
             request.state = SETTLED
-            counters.completed += 1
-            counters.latency.record(done_at - request.arrival)
+            latencies.append(done_at - request.arrival)
             if done_at <= request.deadline:
-                counters.met_deadline += 1
-            else:
-                counters.missed_deadline += 1
-            if not request.future.done():
-                request.future.set_result(output)
+                met += 1
+            future = request.future
+            # A cancelled caller's future is done before its task marks the request settled.
+            if not future.done():
+                future.set_result(output)
+        counters = model.counters
+        counters.completed += len(latencies)
+        counters.met_deadline += met
+        counters.missed_deadline += len(latencies) - met
+        counters.latency.record_many(latencies)
 
     def _resolve_failed_batch(
         self, model: _Model, requests: tuple[Request, ...], error: BaseException

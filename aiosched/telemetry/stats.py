@@ -40,6 +40,19 @@ class LatencyHistogram:
         if seconds > self.max:
             self.max = seconds
 
+    def record_many(self, values: list[float]) -> None:
+        """Record several latencies (one finished batch) in one call."""
+        buckets = self._buckets
+        top = self.max
+        for seconds in values:
+            idx = int(_log(seconds * _INV_MIN_S) * _INV_LOG_GROWTH) if seconds > _MIN_S else 0
+            buckets[idx] = buckets.get(idx, 0) + 1
+            if seconds > top:
+                top = seconds
+        self.max = top
+        self.count += len(values)
+        self.total += sum(values)
+
     def percentile(self, q: float) -> float:
         """The ``q``-th percentile (0..100) in seconds; ``nan`` when empty."""
         if not self.count:
