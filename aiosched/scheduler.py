@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
@@ -41,7 +43,7 @@ from .errors import (
     UnknownModel,
 )
 from .policy import Policy, make_policy
-from .predict import Predictor, make_predictor
+from .predict import Predictor, Profile, make_predictor
 from .queue import QUEUED, SETTLED, ModelQueue, Request
 from .spec import ModelSpec
 from .telemetry.snapshot import LaneSnapshot, LatencySummary, ModelSnapshot, SchedulerSnapshot
@@ -68,6 +70,9 @@ class _Model:
     # Precomputed for the request path.
     checks_input: bool = False
     admit: bool = False  # early rejection applies (warm, not best effort)
+    # Predicted seconds of one request with nothing beside it: the admission test, refreshed
+    # whenever the predictor learns (0 while it knows nothing: admit everything).
+    alone: float = 0.0
 
     @property
     def warm(self) -> bool:
@@ -79,10 +84,13 @@ class Scheduler:
 
     ``backend`` is ``"sim"``, ``"cpu"``, ``"cuda"``, ``"auto"`` (cuda when
     available, else cpu) or a :class:`Backend`; ``lanes`` sizes a named backend.
-    ``policy`` and ``predictor`` take a name or an object.
+    ``policy`` and ``predictor`` take a name or an object; the default
+    predictor is ``overlap`` at its 90th percentile (deadline-safe sizing).
     ``best_effort=True`` turns early rejection off: every request runs, late
     or not. ``drain`` says what closing does with queued requests: run them
-    (default) or fail them with :class:`SchedulerClosed`.
+    (default) or fail them with :class:`SchedulerClosed`. ``profile`` (a
+    :class:`~aiosched.predict.Profile` or the JSON file ``aiosched profile``
+    writes) seeds the predictor with measured solo latencies.
     """
 
     def __init__(
@@ -91,12 +99,13 @@ class Scheduler:
         *,
         lanes: int | None = None,
         policy: str | Policy = "edf",
-        predictor: str | Predictor = "solo",
+        predictor: str | Predictor = "overlap:quantile=0.9",
         clock: Clock | None = None,
         best_effort: bool = False,
         drain: bool = True,
         warmup_repeats: int = 2,
         keep_executions: int = 100_000,
+        profile: Profile | str | os.PathLike[str] | None = None,
     ) -> None:
         self._backend = make_backend(backend, lanes)
         if clock is not None and self._backend.owns_clock:
@@ -107,6 +116,11 @@ class Scheduler:
         self._predictor = make_predictor(predictor)
         if warmup_repeats < 0:
             raise InvalidConfig("warmup_repeats must be >= 0")
+        if profile is not None:
+            # Measured solo latencies (``aiosched profile``) seed the predictor before any run.
+            if not isinstance(profile, Profile):
+                profile = Profile.load(Path(profile))
+            self._predictor.seed(profile)
         self._clock_override = clock
         self._clock: Clock | None = clock
         self._best_effort = bool(best_effort)
@@ -298,14 +312,12 @@ class Scheduler:
         if due <= now:
             counters.rejected += 1
             raise DeadlineExceeded(f"{model}: deadline already passed")
-        if entry.admit and self._predictor.knows(model):
-            predicted = self._predictor.predict(model, 1, self._timeline._in_flight_view, now)
-            if now + predicted > due:
-                counters.rejected += 1
-                raise DeadlineUnmeetable(
-                    f"{model}: predicted {predicted * 1e3:.2f} ms even alone; "
-                    f"deadline in {(due - now) * 1e3:.2f} ms"
-                )
+        if entry.admit and now + entry.alone > due:
+            counters.rejected += 1
+            raise DeadlineUnmeetable(
+                f"{model}: predicted {entry.alone * 1e3:.2f} ms even alone; "
+                f"deadline in {(due - now) * 1e3:.2f} ms"
+            )
         future: asyncio.Future[Any] = self._create_future()
         request = Request(model, x, due, now, future, counters)
         queue.push(request)
@@ -482,7 +494,8 @@ class Scheduler:
             inputs = [r.x for r in requests]
         if not math.isfinite(predicted) or len(inputs) != size:
             predicted = self._predictor.predict(name, size, at_dispatch, self._now)
-        running = self._timeline.begin(name, size, lane, self._now, predicted)
+        deadline = min([r.deadline for r in requests], default=math.inf)
+        running = self._timeline.begin(name, size, lane, self._now, predicted, deadline)
         self._lane_running[lane] = running
         if len(at_dispatch) >= self._max_in_flight:
             self._max_in_flight = len(at_dispatch) + 1
@@ -536,9 +549,17 @@ class Scheduler:
         if error is None and (requests or warmup):
             try:
                 self._predictor.learn(execution)
+                self._refresh_alone()
             except Exception:
                 log.exception("aiosched predictor %s failed to learn", self._predictor.name)
         self._wake()
+
+    def _refresh_alone(self) -> None:
+        # Once per finished batch, so that admission per request is a single comparison.
+        predictor = self._predictor
+        for name, model in self._models.items():
+            if predictor.knows(name):
+                model.alone = predictor.predict(name, 1, (), self._now)
 
     def _resolve_outputs(
         self, model: _Model, requests: tuple[Request, ...], outputs: Sequence[Any] | None

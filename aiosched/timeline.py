@@ -10,6 +10,7 @@ overlaps, not the set at dispatch, are what explain its latency.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ class Running:
     lane: int
     start: float
     expected_end: float
+    deadline: float = math.inf
+    """The earliest deadline among its requests (``inf`` for warm-up runs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +98,17 @@ class Timeline:
         return len(self._in_flight)
 
     def begin(
-        self, model: str, batch_size: int, lane: int, start: float, predicted: float
+        self,
+        model: str,
+        batch_size: int,
+        lane: int,
+        start: float,
+        predicted: float,
+        deadline: float = math.inf,
     ) -> Running:
-        running = Running(next(self._ids), model, batch_size, lane, start, start + predicted)
+        running = Running(
+            next(self._ids), model, batch_size, lane, start, start + predicted, deadline
+        )
         self._in_flight[running.id] = running
         self._in_flight_view = tuple(self._in_flight.values())
         return running

@@ -454,3 +454,75 @@ def test_good_input_survives_a_failed_batch_whose_bad_caller_went_away() -> None
             assert (snap.completed, snap.cancelled, snap.failed) == (1, 1, 0)
 
     simtime.run(main())
+
+
+class _CrowdedPredictor(aiosched.Predictor):
+    """Knows the truth of a toy device: any co-runner doubles a batch's latency."""
+
+    name = "crowded"
+
+    def __init__(self, solo: float = 0.010) -> None:
+        super().__init__()
+        self.solo = solo
+
+    def predict(self, model: str, batch_size: int, running: object, now: float) -> float:
+        return self.solo * (2.0 if running else 1.0)
+
+    def _learn(self, execution: aiosched.Execution) -> None:
+        pass
+
+    def knows(self, model: str) -> bool:
+        return True
+
+    def params(self) -> dict[str, object]:
+        return {"solo": self.solo}
+
+
+def test_guard_holds_a_batch_that_would_make_a_more_urgent_one_late() -> None:
+    # Co-running doubles latency (10 -> 20 ms). "a" (deadline 15 ms) runs; a "b" request with
+    # a 100 ms deadline waits for it instead of pushing it to ~20 ms.
+    models = {
+        "a": flat_model(0.010, sensitivity=2.0, pressure=1.0),
+        "b": flat_model(0.010, sensitivity=2.0, pressure=1.0),
+    }
+
+    async def main(guard: bool) -> tuple[bool, float]:
+        backend = SimBackend(lanes=2, models=models)
+        policy = aiosched.EdfPolicy(guard=guard)
+        async with aiosched.Scheduler(backend, policy=policy, predictor=_CrowdedPredictor()) as s:
+            s.register("a", warmup=False)
+            s.register("b", warmup=False)
+            a = asyncio.create_task(s.infer("a", 1, deadline=0.015))
+            await asyncio.sleep(0.001)
+            await s.infer("b", 2, deadline=0.100)
+            await a
+            ex = {e.model: e for e in s.timeline}
+            return ex["a"].end <= ex["a"].start + 0.015, ex["b"].start - ex["a"].end
+
+    met, gap = simtime.run(main(guard=True))
+    assert met and gap >= 0  # "b" started once "a" had finished
+    met, gap = simtime.run(main(guard=False))
+    assert not met and gap < 0  # without the guard they overlap and "a" is late
+
+
+def test_a_profile_seeds_the_predictor_before_any_run(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from aiosched.predict import Profile, ProfilePoint
+
+    assert isinstance(tmp_path, Path)
+    profile = Profile(
+        backend="sim",
+        models={"m": {1: ProfilePoint(1, 0.02, 0.021, 5), 4: ProfilePoint(4, 0.05, 0.052, 5)}},
+    )
+    path = tmp_path / "p.json"
+    profile.save(path)
+
+    async def main() -> None:
+        async with aiosched.Scheduler(sim(), predictor="solo", profile=path) as sched:
+            assert sched.predictor.knows("m")
+            assert sched.predictor.predict("m", 4, (), 0.0) == pytest.approx(0.05)
+
+    simtime.run(main())
+    with pytest.raises(aiosched.InvalidConfig):
+        aiosched.Scheduler(sim(), profile=tmp_path / "missing.json")

@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import simtime
 from ..errors import InvalidConfig
-from ..predict import PREDICTORS, Predictor
+from ..predict import Predictor, make_predictor
 from ..scheduler import Scheduler
 from .setup import load_models, make_backend, register_all
 from .workload import Phase, drive, poisson_arrivals
@@ -27,38 +27,8 @@ __all__ = ["DeadlinesConfig", "DeadlinesResult", "compare", "parse_predictor", "
 
 
 def parse_predictor(spec: str) -> Predictor:
-    """``name`` or ``name:key=value,key=value`` (numbers, true/false, none) -> a new predictor.
-
-    ``"overlap:quantile=0.9"`` is ``OverlapPredictor(quantile=0.9)``.
-    """
-    name, _, args = spec.partition(":")
-    factory = PREDICTORS.get(name.strip())
-    if factory is None:
-        raise InvalidConfig(f"unknown predictor {name!r}; known: {', '.join(PREDICTORS)}")
-    kwargs: dict[str, Any] = {}
-    for item in filter(None, (a.strip() for a in args.split(","))):
-        key, eq, raw = item.partition("=")
-        if not eq:
-            raise InvalidConfig(f"predictor option {item!r} is not key=value")
-        kwargs[key.strip()] = _value(raw.strip())
-    try:
-        return factory(**kwargs)
-    except TypeError as exc:
-        raise InvalidConfig(f"bad options for predictor {name!r}: {exc}") from None
-
-
-def _value(raw: str) -> Any:
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered == "none":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            pass
-    return raw
+    """``name`` or ``name:key=value,key=value`` -> a new predictor (see ``make_predictor``)."""
+    return make_predictor(spec)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import InvalidConfig
 from .base import ErrorSummary, Predictor
@@ -46,12 +47,43 @@ PREDICTORS: dict[str, Callable[[], Predictor]] = {
 
 
 def make_predictor(spec: str | Predictor) -> Predictor:
+    """A predictor object, or a fresh one from ``"name"`` or ``"name:key=value,..."``.
+
+    ``"overlap:quantile=0.9"`` is ``OverlapPredictor(quantile=0.9)``; values
+    are numbers, ``true``/``false`` or ``none``.
+    """
     if isinstance(spec, Predictor):
         return spec
-    try:
-        return PREDICTORS[spec]()
-    except (KeyError, TypeError):
+    if not isinstance(spec, str):
+        raise InvalidConfig(f"predictor must be a name or a Predictor, got {spec!r}")
+    name, _, args = spec.partition(":")
+    factory = PREDICTORS.get(name.strip())
+    if factory is None:
         raise InvalidConfig(
-            f"unknown predictor {spec!r}; choose one of {', '.join(sorted(PREDICTORS))} "
+            f"unknown predictor {name!r}; choose one of {', '.join(sorted(PREDICTORS))} "
             "or pass a Predictor object"
-        ) from None
+        )
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, (a.strip() for a in args.split(","))):
+        key, eq, raw = item.partition("=")
+        if not eq:
+            raise InvalidConfig(f"predictor option {item!r} is not key=value")
+        kwargs[key.strip()] = _value(raw.strip())
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise InvalidConfig(f"bad options for predictor {name!r}: {exc}") from None
+
+
+def _value(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
