@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from ._runtime import run
 from .backends import Backend, Completion, DeviceOutOfMemory, LaneFailure
+from .backends.cpu import CpuBackend
+from .backends.cuda import CudaBackend
+from .backends.sim import Drift, SimBackend, SimModel
 from .clock import Clock, LoopClock, PerfClock
 from .errors import (
     AioschedError,
@@ -24,7 +27,17 @@ from .errors import (
     UnknownModel,
 )
 from .policy import DispatchView, EdfPolicy, FifoPolicy, Policy, SequentialPolicy
-from .predict import ErrorSummary, Predictor, SoloPredictor
+from .predict import (
+    ErrorSummary,
+    EwmaPredictor,
+    OverlapPredictor,
+    Predictor,
+    Profile,
+    RlsPredictor,
+    SgdPredictor,
+    SoloPredictor,
+    StaticPredictor,
+)
 from .scheduler import Scheduler
 from .spec import ModelSpec
 from .telemetry.snapshot import LaneSnapshot, LatencySummary, ModelSnapshot, SchedulerSnapshot
@@ -37,12 +50,16 @@ __all__ = [
     "Backend",
     "Clock",
     "Completion",
+    "CpuBackend",
+    "CudaBackend",
     "DeadlineExceeded",
     "DeadlineUnmeetable",
     "DeviceOutOfMemory",
     "DispatchView",
+    "Drift",
     "EdfPolicy",
     "ErrorSummary",
+    "EwmaPredictor",
     "Execution",
     "FifoPolicy",
     "InvalidConfig",
@@ -55,19 +72,26 @@ __all__ = [
     "ModelError",
     "ModelSnapshot",
     "ModelSpec",
+    "OverlapPredictor",
     "Overloaded",
     "Peer",
     "PerfClock",
     "Policy",
     "Predictor",
+    "Profile",
+    "RlsPredictor",
     "Running",
     "Scheduler",
     "SchedulerClosed",
     "SchedulerSnapshot",
     "SequentialPolicy",
+    "SgdPredictor",
+    "SimBackend",
+    "SimModel",
     "SoloPredictor",
+    "StaticPredictor",
     "Timeline",
     "UnknownModel",
-    "__version__",
     "run",
+    "__version__",
 ]

@@ -6,7 +6,7 @@ max batch 32, real clock, uvloop when installed. ``clients`` tasks each await
 load. The floor is the same clients awaiting bare futures that one server
 task resolves in batches of 32: what any asyncio batcher must pay.
 
-    python benchmarks/overhead.py [--json] [--clients 256] [--requests 200]
+    python benchmarks/overhead.py [--json] [--clients 256] [--requests 200] [--predictor solo]
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from aiosched.backends.cpu import CpuBackend
 from aiosched.models import identity
 
 
-async def scheduler_run(clients: int, requests: int, lanes: int) -> float:
-    async with aiosched.Scheduler(CpuBackend(lanes=lanes)) as sched:
+async def scheduler_run(clients: int, requests: int, lanes: int, predictor: str) -> float:
+    async with aiosched.Scheduler(CpuBackend(lanes=lanes), predictor=predictor) as sched:
         sched.register("zero", identity, max_batch_size=32)
 
         async def client(i: int) -> None:
@@ -79,7 +79,8 @@ async def main(args: argparse.Namespace) -> dict[str, float | int | str]:
     floors, scheds = [], []
     for _ in range(args.repeats):
         floors.append(await floor_run(args.clients, args.requests) / n * 1e6)
-        scheds.append(await scheduler_run(args.clients, args.requests, args.lanes) / n * 1e6)
+        elapsed = await scheduler_run(args.clients, args.requests, args.lanes, args.predictor)
+        scheds.append(elapsed / n * 1e6)
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     return {
         "us_per_request": round(min(scheds), 2),
@@ -90,6 +91,7 @@ async def main(args: argparse.Namespace) -> dict[str, float | int | str]:
         "clients": args.clients,
         "max_batch_size": 32,
         "lanes": args.lanes,
+        "predictor": args.predictor,
         "loop": loop,
     }
 
@@ -102,6 +104,9 @@ if __name__ == "__main__":
     ap.add_argument("--lanes", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-uvloop", action="store_true")
+    ap.add_argument(
+        "--predictor", default="overlap:quantile=0.9", help="the scheduler's (default: its own)"
+    )
     a = ap.parse_args()
     result = aiosched.run(main(a), use_uvloop=not a.no_uvloop)
     if a.json:

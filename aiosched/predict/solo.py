@@ -11,7 +11,6 @@ neighbouring sizes it has.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from ..errors import InvalidConfig
 from ..timeline import Execution, Running
 from .base import Predictor
+from .solotable import interpolate
 
 __all__ = ["SoloPredictor"]
 
@@ -98,20 +98,4 @@ class SoloPredictor(Predictor):
         levels = self._levels.get(model)
         if not levels:
             return self.default * math.sqrt(max(1, b))
-        if b in levels:
-            return levels[b]
-        sizes = self._sizes[model]
-        i = bisect_left(sizes, b)
-        if i == 0:
-            # Smaller than anything seen: the smallest seen size bounds it from above.
-            return levels[sizes[0]]
-        if i == len(sizes):
-            last = sizes[-1]
-            if len(sizes) == 1:
-                return levels[last] * b / last
-            prev = sizes[-2]
-            slope = max(0.0, (levels[last] - levels[prev]) / (last - prev))
-            return levels[last] + slope * (b - last)
-        lo, hi = sizes[i - 1], sizes[i]
-        frac = (b - lo) / (hi - lo)
-        return levels[lo] + (levels[hi] - levels[lo]) * frac
+        return interpolate(levels, self._sizes[model], b)
