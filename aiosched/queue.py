@@ -130,4 +130,10 @@ class ModelQueue:
         return batch
 
     def pop_all(self) -> list[Request]:
-        return self.pop_batch(self._live)
+        """Every live request, most urgent first, isolated or not (for failing them all)."""
+        batch = [entry[2] for entry in sorted(self._heap) if entry[2].state == QUEUED]
+        for request in batch:
+            request.state = RUNNING
+        self._heap.clear()
+        self._live = 0
+        return batch

@@ -140,7 +140,7 @@ class Scheduler:
         self._started = False
         self._closing = False
         self._closed = False
-        self._close_done: asyncio.Future[None] | None = None
+        self._close_task: asyncio.Task[None] | None = None
         self._ready_waiters: list[asyncio.Future[None]] = []
         self._view = _View(self)
         self._clock_now: Callable[[], float] = _not_started
@@ -183,16 +183,21 @@ class Scheduler:
         """Stop accepting requests, finish or fail the queued ones, and release the backend.
 
         Returns only when every request is resolved and the dispatcher and
-        the backend's lanes are gone. Safe to call more than once.
+        the backend's lanes are gone. Safe to call more than once, and safe to
+        cancel: the shutdown goes on in its own task, and a later call waits
+        for it.
         """
-        if self._close_done is not None:
-            await asyncio.shield(self._close_done)
-            return
-        loop = asyncio.get_running_loop()
-        self._close_done = loop.create_future()
-        self._closing = True
+        if self._close_task is None:
+            self._closing = True
+            self._close_task = asyncio.get_running_loop().create_task(
+                self._shutdown(self._drain if drain is None else drain),
+                name="aiosched-close",
+            )
+        await asyncio.shield(self._close_task)
+
+    async def _shutdown(self, drain: bool) -> None:
         try:
-            if not (self._drain if drain is None else drain):
+            if not drain:
                 for model in self._models.values():
                     for request in model.queue.pop_all():
                         self._reject(request, SchedulerClosed("scheduler closed before it ran"))
@@ -201,14 +206,13 @@ class Scheduler:
                 model.admit = not self._best_effort and not model.warming
             if self._task is not None:
                 self._wake()
-                await asyncio.shield(self._task)
+                await self._task
             if self._started:
                 await self._backend.aclose()
         finally:
             self._closed = True
             self._fail_queued(SchedulerClosed("scheduler closed"))
             self._release_ready_waiters()
-            self._close_done.set_result(None)
 
     # -- registration -----------------------------------------------------
 
@@ -432,6 +436,9 @@ class Scheduler:
         self._now = self._clock.now()
         if not any(self._lane_alive):
             self._fail_queued(LaneFailed("every lane of the backend has failed"))
+            for model in self._models.values():
+                model.warmup_plan.clear()  # nothing can warm up: let ready() return
+            self._release_ready_waiters()
             return None
         self._start_warmups()
         return self._policy.step(self._view)
@@ -444,9 +451,9 @@ class Scheduler:
             if not lanes:
                 return
             size = model.warmup_plan.popleft()
-            model.warming = True
             x = self._backend.sample_input(model.spec)
             self._submit(model, [x] * max(1, size), lanes[0], (), warmup=size > 0)
+            model.warming = True
 
     # -- what the policy sees and does (through _View) --------------------
 
@@ -469,7 +476,16 @@ class Scheduler:
         batch = queue.pop_batch(max(1, n))
         if not batch:
             return 0
-        self._submit(self._models[queue.name], batch, lane, tuple(batch), predicted=predicted)
+        if len(batch) != n:
+            predicted = math.nan  # an isolated request cut the batch short: predict its size
+        try:
+            self._submit(self._models[queue.name], batch, lane, tuple(batch), predicted=predicted)
+        except BaseException:
+            # Nothing ran: put the batch back so that the failure path can resolve it.
+            for request in batch:
+                if request.state != SETTLED:
+                    queue.push(request)
+            raise
         return len(batch)
 
     def _reject_head(self, queue: ModelQueue, error: AioschedError) -> None:
@@ -503,7 +519,12 @@ class Scheduler:
         def on_done(completion: Completion) -> None:
             self._finish(model, running, at_dispatch, requests, completion, warmup)
 
-        self._backend.submit(lane, model.spec, inputs, on_done)
+        try:
+            self._backend.submit(lane, model.spec, inputs, on_done)
+        except BaseException:
+            self._timeline.abandon(running)
+            self._lane_running[lane] = None
+            raise
 
     def _finish(
         self,

@@ -113,6 +113,11 @@ class Timeline:
         self._in_flight_view = tuple(self._in_flight.values())
         return running
 
+    def abandon(self, running: Running) -> None:
+        """Forget an execution that never started (its submission failed)."""
+        if self._in_flight.pop(running.id, None) is not None:
+            self._in_flight_view = tuple(self._in_flight.values())
+
     def finish(
         self,
         running: Running,

@@ -526,3 +526,107 @@ def test_a_profile_seeds_the_predictor_before_any_run(tmp_path: object) -> None:
     simtime.run(main())
     with pytest.raises(aiosched.InvalidConfig):
         aiosched.Scheduler(sim(), profile=tmp_path / "missing.json")
+
+
+# Regressions from a review: each of these once left a caller waiting forever or spun the loop.
+
+
+def test_requests_requeued_after_a_failed_batch_still_fail_when_every_lane_dies() -> None:
+    model = flat_model(0.010, fails=lambda x: x == "bad")
+
+    async def main() -> None:
+        backend = SimBackend(lanes=1, models={"m": model}, fail_lanes={0: 0.015})
+        async with aiosched.Scheduler(backend, predictor="solo") as sched:
+            sched.register("m", max_batch_size=8, warmup=False)
+            inputs = ["a", "bad", "c", "d", "e"]
+            results = await asyncio.gather(
+                *(sched.infer("m", x, deadline=10.0) for x in inputs), return_exceptions=True
+            )
+            assert all(isinstance(r, aiosched.LaneFailed) for r in results)
+            assert sched.snapshot().models["m"].queue_depth == 0
+
+    simtime.run(main())
+
+
+def test_close_without_drain_rejects_isolated_requests_too() -> None:
+    model = flat_model(0.010, fails=lambda x: x == "bad")
+
+    async def main() -> None:
+        sched = aiosched.Scheduler(sim(lanes=1, m=model), predictor="solo")
+        await sched.start()
+        sched.register("m", max_batch_size=8, warmup=False)
+        inputs = ["a", "bad", "c", "d", "e"]
+        tasks = [asyncio.create_task(sched.infer("m", x, deadline=10.0)) for x in inputs]
+        await asyncio.sleep(0.0101)  # the batch failed; its requests wait to rerun alone
+        await sched.aclose(drain=False)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert sum(isinstance(r, aiosched.SchedulerClosed) for r in results) == 4
+
+    simtime.run(main())
+
+
+def test_an_unknown_model_past_its_deadline_does_not_spin_the_dispatcher() -> None:
+    steps = 0
+
+    class Counting(aiosched.EdfPolicy):
+        def step(self, view: aiosched.DispatchView) -> float | None:
+            nonlocal steps
+            steps += 1
+            return super().step(view)
+
+    async def main() -> None:
+        async with aiosched.Scheduler(
+            sim(lanes=1, m=flat_model(0.100)), policy=Counting(), predictor="solo"
+        ) as sched:
+            sched.register("m", max_batch_size=1, warmup=False)  # the predictor knows nothing
+            first = asyncio.create_task(sched.infer("m", 0, deadline=1.0))
+            await asyncio.sleep(0.001)
+            with pytest.raises(aiosched.DeadlineUnmeetable):  # once the first taught the predictor
+                await sched.infer("m", 1, deadline=0.005)  # waits 99 ms behind the first
+            await first
+
+    simtime.run(main())
+    assert steps < 20
+
+
+def test_a_predictor_that_raises_fails_the_requests_instead_of_stranding_them() -> None:
+    class Broken(_CrowdedPredictor):
+        def predict(self, model: str, batch_size: int, running: object, now: float) -> float:
+            raise RuntimeError("predictor bug")
+
+    async def main() -> None:
+        async with aiosched.Scheduler(sim(), policy="fifo", predictor=Broken()) as sched:
+            sched.register("m", warmup=False)
+            with pytest.raises(aiosched.AioschedError, match="dispatcher failed"):
+                await sched.infer("m", 1, deadline=1.0)
+
+    simtime.run(main())
+
+
+def test_ready_returns_when_every_lane_dies_during_warmup() -> None:
+    async def main() -> None:
+        backend = SimBackend(lanes=1, models={"m": flat_model()}, fail_lanes={0: 0.001})
+        async with aiosched.Scheduler(backend) as sched:
+            sched.register("m", max_batch_size=4)
+            await asyncio.wait_for(sched.ready(), 60.0)
+
+    simtime.run(main())
+
+
+def test_a_cancelled_close_still_finishes_and_a_later_close_waits_for_it() -> None:
+    async def main() -> None:
+        backend = SimBackend(lanes=1, models={"m": flat_model(1.0)})
+        sched = aiosched.Scheduler(backend, predictor="solo")
+        await sched.start()
+        sched.register("m", warmup=False)
+        request = asyncio.create_task(sched.infer("m", 1, deadline=100.0))
+        await asyncio.sleep(0.1)
+        closer = asyncio.create_task(sched.aclose())
+        await asyncio.sleep(0.1)
+        closer.cancel()
+        await asyncio.gather(closer, return_exceptions=True)
+        assert not sched.closed  # still draining
+        await sched.aclose()
+        assert sched.closed and request.done() and request.result() == 1
+
+    simtime.run(main())

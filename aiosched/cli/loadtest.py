@@ -8,6 +8,7 @@ still prints and writes the report.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -86,6 +87,10 @@ def register(app: typer.Typer) -> None:
         except (AioschedError, OSError) as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            # A second Ctrl-C: in-flight requests were cancelled, there is no full report.
+            err.print("interrupted: requests in flight were cancelled; no report", highlight=False)
+            raise typer.Exit(130) from None
         console.print(render_summary(report))
         if json_path is not None:
             try:

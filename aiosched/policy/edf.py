@@ -47,16 +47,17 @@ class EdfPolicy(Policy):
     def step(self, view: DispatchView) -> float | None:
         now = view.now
         held: set[str] = set()
+        retry = math.inf  # the earliest time a held batch should be looked at again
         while True:
             running = view.running
             best: ModelQueue | None = None
             best_slack = math.inf
-            wake = math.inf
+            wake = retry
             for queue in view.queues:
-                head, p1 = self._feasible_head(view, queue, running)
+                head, p1, enforced = self._feasible_head(view, queue)
                 if head is None:
                     continue
-                if not view.best_effort:
+                if enforced:
                     wake = min(wake, head.deadline - p1)
                 if queue.name in held:
                     continue
@@ -71,16 +72,12 @@ class EdfPolicy(Policy):
             if not lanes:
                 break
             b, predicted, resume = self._batch_size(view, best, running)
+            if resume is None and self.guard and running:
+                resume = self._hold_until(view, best, b, predicted, lanes[0], running)
             if resume is not None:
                 held.add(best.name)
-                wake = min(wake, resume)
+                retry = min(retry, resume)
                 continue
-            if self.guard and running:
-                resume = self._hold_until(view, best, b, predicted, lanes[0], running)
-                if resume is not None:
-                    held.add(best.name)
-                    wake = min(wake, resume)
-                    continue
             view.dispatch(best, b, lanes[0], predicted)
         return wake if math.isfinite(wake) else None
 
@@ -113,15 +110,19 @@ class EdfPolicy(Policy):
         if not harmed:
             return None
         first = min(running, key=lambda r: r.expected_end)
-        resume = max(first.expected_end, now)
+        resume = first.expected_end
+        if resume <= now:
+            return None  # the first co-runner has overrun its prediction: no end to wait for
         rest = [r for r in running if r is not first]
         if resume + predict(queue.name, 1, rest, resume) > head.deadline:
             return None  # waiting would cost it its own deadline: run it now
         return resume
 
     def _feasible_head(
-        self, view: DispatchView, queue: ModelQueue, running: Sequence[Running]
-    ) -> tuple[Request | None, float]:
+        self, view: DispatchView, queue: ModelQueue
+    ) -> tuple[Request | None, float, bool]:
+        """The queue's head after rejecting what cannot make it even alone, its predicted
+        latency alone, and whether rejection applies (known model, not best effort)."""
         now = view.now
         # "Even alone": co-runners in flight may be gone by the time it runs, so rejecting on
         # a prediction beside them would turn away requests that can still make it.
@@ -137,7 +138,7 @@ class EdfPolicy(Policy):
                 ),
             )
             head = queue.peek()
-        return head, p1
+        return head, p1, enforce
 
     def _batch_size(
         self, view: DispatchView, queue: ModelQueue, running: Sequence[Running]
@@ -165,7 +166,7 @@ class EdfPolicy(Policy):
                 return hi, p_hi, None  # the deadline is lost either way: size for throughput
             if running:
                 first = min(running, key=lambda r: r.expected_end)
-                resume = max(first.expected_end, now)
+                resume = first.expected_end
                 rest = [r for r in running if r is not first]
                 if resume > now and resume + predict(name, 1, rest, resume) <= head.deadline:
                     return 1, p_lo, resume
