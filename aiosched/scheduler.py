@@ -50,7 +50,10 @@ from .telemetry.snapshot import LaneSnapshot, LatencySummary, ModelSnapshot, Sch
 from .telemetry.stats import ModelCounters
 from .timeline import Running, Timeline
 
-__all__ = ["Scheduler"]
+__all__ = ["DEFAULT_PREDICTOR", "Scheduler"]
+
+#: Deadline-safe sizing: the overlap-aware predictor at its 90th percentile.
+DEFAULT_PREDICTOR = "overlap:quantile=0.9"
 
 log = logging.getLogger("aiosched")
 
@@ -99,7 +102,7 @@ class Scheduler:
         *,
         lanes: int | None = None,
         policy: str | Policy = "edf",
-        predictor: str | Predictor = "overlap:quantile=0.9",
+        predictor: str | Predictor = DEFAULT_PREDICTOR,
         clock: Clock | None = None,
         best_effort: bool = False,
         drain: bool = True,

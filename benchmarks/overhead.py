@@ -20,6 +20,7 @@ import time
 import aiosched
 from aiosched.backends.cpu import CpuBackend
 from aiosched.models import identity
+from aiosched.scheduler import DEFAULT_PREDICTOR
 
 
 async def scheduler_run(clients: int, requests: int, lanes: int, predictor: str) -> float:
@@ -105,7 +106,7 @@ if __name__ == "__main__":
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-uvloop", action="store_true")
     ap.add_argument(
-        "--predictor", default="overlap:quantile=0.9", help="the scheduler's (default: its own)"
+        "--predictor", default=DEFAULT_PREDICTOR, help="the scheduler's (default: its own)"
     )
     a = ap.parse_args()
     result = aiosched.run(main(a), use_uvloop=not a.no_uvloop)

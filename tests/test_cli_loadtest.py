@@ -58,7 +58,7 @@ def test_loadtest_on_sim_writes_a_complete_report(tmp_path: Path) -> None:
     assert report["config"]["backend"] == "sim"
     assert report["requests"]["sent"] > 1000
     assert report["batches"]["count"] > 0 and report["batches"]["max_concurrency"] == 2
-    assert report["predictor"]["name"] == "solo"
+    assert report["predictor"]["name"] == "overlap"  # the scheduler's default
     assert set(report["per_model"]) == {"resnet50", "yolov8n", "vit_b16"}
 
 

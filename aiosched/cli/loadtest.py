@@ -20,7 +20,7 @@ from rich.live import Live
 from ..errors import AioschedError
 from ..loadgen import Progress, render_summary, write_report
 from ..loadgen.harness import LoadtestConfig, resolve_backend, run_loadtest
-from ..scheduler import Scheduler
+from ..scheduler import DEFAULT_PREDICTOR, Scheduler
 from ..telemetry.snapshot import SchedulerSnapshot
 from ._live import live_view, plain_line
 
@@ -55,7 +55,9 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="ms, one value or per model: '100,a=50'")
         ] = None,
         policy: Annotated[str, typer.Option(help="edf, fifo or sequential")] = "edf",
-        predictor: Annotated[str, typer.Option(help="latency predictor")] = "solo",
+        predictor: Annotated[
+            str, typer.Option(help="latency predictor, e.g. solo or overlap:quantile=0.9")
+        ] = DEFAULT_PREDICTOR,
         lanes: Annotated[int, typer.Option(help="concurrent lanes on the device")] = 2,
         max_batch_size: Annotated[int, typer.Option(help="largest batch per model")] = 8,
         seed: Annotated[int, typer.Option(help="seed of the arrivals")] = 0,
