@@ -88,12 +88,6 @@ class Timeline:
     def in_flight(self) -> tuple[Running, ...]:
         return self._in_flight_view
 
-    def running_on(self, lane: int) -> Running | None:
-        for r in self._in_flight.values():
-            if r.lane == lane:
-                return r
-        return None
-
     def __len__(self) -> int:
         return len(self._in_flight)
 

@@ -109,14 +109,7 @@ class EdfPolicy(Policy):
                     break
         if not harmed:
             return None
-        first = min(running, key=lambda r: r.expected_end)
-        resume = first.expected_end
-        if resume <= now:
-            return None  # the first co-runner has overrun its prediction: no end to wait for
-        rest = [r for r in running if r is not first]
-        if resume + predict(queue.name, 1, rest, resume) > head.deadline:
-            return None  # waiting would cost it its own deadline: run it now
-        return resume
+        return _worth_waiting(view, queue.name, head.deadline, running)
 
     def _feasible_head(
         self, view: DispatchView, queue: ModelQueue
@@ -164,13 +157,8 @@ class EdfPolicy(Policy):
         if p_lo > budget:
             if view.best_effort or not view.predictor.knows(name):
                 return hi, p_hi, None  # the deadline is lost either way: size for throughput
-            if running:
-                first = min(running, key=lambda r: r.expected_end)
-                resume = first.expected_end
-                rest = [r for r in running if r is not first]
-                if resume > now and resume + predict(name, 1, rest, resume) <= head.deadline:
-                    return 1, p_lo, resume
-            return 1, p_lo, None  # its best chance, though predicted late
+            # Wait for a co-runner to end if that saves it; else its best chance, though late.
+            return 1, p_lo, _worth_waiting(view, name, head.deadline, running)
         lo = 1  # invariant: lo fits, hi does not
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -180,3 +168,20 @@ class EdfPolicy(Policy):
             else:
                 hi = mid
         return lo, p_lo, None
+
+
+def _worth_waiting(
+    view: DispatchView, name: str, deadline: float, running: Sequence[Running]
+) -> float | None:
+    """When the first co-runner is expected to end, if one request started then would
+    still meet ``deadline``; ``None`` if there is nothing (or no use) to wait for."""
+    if not running:
+        return None
+    first = min(running, key=lambda r: r.expected_end)
+    resume = first.expected_end
+    if resume <= view.now:
+        return None  # it has overrun its prediction: there is no end to wait for
+    rest = [r for r in running if r is not first]
+    if resume + view.predictor.predict(name, 1, rest, resume) > deadline:
+        return None  # waiting would cost it its own deadline
+    return resume

@@ -32,13 +32,7 @@ class LatencyHistogram:
         self.max = 0.0
 
     def record(self, seconds: float) -> None:
-        idx = int(_log(seconds * _INV_MIN_S) * _INV_LOG_GROWTH) if seconds > _MIN_S else 0
-        buckets = self._buckets
-        buckets[idx] = buckets.get(idx, 0) + 1
-        self.count += 1
-        self.total += seconds
-        if seconds > self.max:
-            self.max = seconds
+        self.record_many([seconds])
 
     def record_many(self, values: list[float]) -> None:
         """Record several latencies (one finished batch) in one call."""
