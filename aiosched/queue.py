@@ -33,6 +33,7 @@ class Request:
         "isolate",
         "model",
         "seq",
+        "shed",
         "state",
         "x",
     )
@@ -56,6 +57,9 @@ class Request:
         self.state = QUEUED
         # Set after its batch failed: it must run alone so that one bad input fails alone.
         self.isolate = False
+        # Passed over so that a larger batch behind it could start: if it is rejected later,
+        # the error says it was shed for throughput.
+        self.shed = False
 
     def __repr__(self) -> str:
         return f"<Request {self.model} #{self.seq} deadline={self.deadline:.6f} state={self.state}>"
@@ -127,6 +131,40 @@ class ModelQueue:
             if head.isolate:
                 break
         self._live -= len(batch)
+        return batch
+
+    def first(self, k: int) -> list[Request]:
+        """The ``k`` most urgent live requests, in order, without removing them.
+
+        A walk of the heap as a tree, most urgent frontier first: O(k log k)
+        however deep the queue is (skipped entries cost a step each).
+        """
+        heap = self._heap
+        out: list[Request] = []
+        if not heap or k <= 0:
+            return out
+        frontier = [(heap[0][0], heap[0][1], 0)]
+        size = len(heap)
+        while frontier and len(out) < k:
+            _, _, i = heapq.heappop(frontier)
+            entry = heap[i]
+            if entry[2].state == QUEUED:
+                out.append(entry[2])
+            for child in (2 * i + 1, 2 * i + 2):
+                if child < size:
+                    c = heap[child]
+                    heapq.heappush(frontier, (c[0], c[1], child))
+        return out
+
+    def pop_batch_after(self, skip: int, n: int) -> list[Request]:
+        """Up to ``n`` requests after the ``skip`` most urgent, which stay queued."""
+        if skip <= 0:
+            return self.pop_batch(n)
+        passed = self.pop_batch(skip)
+        batch = self.pop_batch(n) if len(passed) == skip else []
+        for request in passed:
+            request.shed = True
+            self.push(request)
         return batch
 
     def pop_all(self) -> list[Request]:

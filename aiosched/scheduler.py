@@ -33,7 +33,6 @@ from .clock import Clock
 from .errors import (
     AioschedError,
     DeadlineExceeded,
-    DeadlineUnmeetable,
     InvalidConfig,
     InvalidInput,
     LaneFailed,
@@ -72,10 +71,6 @@ class _Model:
 
     # Precomputed for the request path.
     checks_input: bool = False
-    admit: bool = False  # early rejection applies (warm, not best effort)
-    # Predicted seconds of one request with nothing beside it: the admission test, refreshed
-    # whenever the predictor learns (0 while it knows nothing: admit everything).
-    alone: float = 0.0
 
     @property
     def warm(self) -> bool:
@@ -116,7 +111,9 @@ class Scheduler:
                 f"the {self._backend.name} backend keeps its own clock; do not pass clock="
             )
         self._policy = make_policy(policy)
+        self._admit = self._policy.admit
         self._predictor = make_predictor(predictor)
+        self._predictor.attach(self._backend)
         if warmup_repeats < 0:
             raise InvalidConfig("warmup_repeats must be >= 0")
         if profile is not None:
@@ -180,6 +177,7 @@ class Scheduler:
             await self._backend.aclose()  # or its lane threads would outlive a failed start
             raise
         self._started = True
+        self._policy.bind(self._view)
         self._task = loop.create_task(self._dispatch_loop(), name="aiosched-dispatcher")
 
     async def aclose(self, *, drain: bool | None = None) -> None:
@@ -206,7 +204,6 @@ class Scheduler:
                         self._reject(request, SchedulerClosed("scheduler closed before it ran"))
             for model in self._models.values():
                 model.warmup_plan.clear()
-                model.admit = not self._best_effort and not model.warming
             if self._task is not None:
                 self._wake()
                 await self._task
@@ -260,7 +257,6 @@ class Scheduler:
             # The first run of a model is cold (allocations, lazy init): run it, learn nothing.
             entry.warmup_plan.extend([0, *[b for b in sizes for _ in range(self._warmup_repeats)]])
         entry.checks_input = spec.checks_tensors
-        entry.admit = entry.warm and not self._best_effort
         self._models[name] = entry
         self._wake()
         return spec
@@ -319,12 +315,10 @@ class Scheduler:
         if due <= now:
             counters.rejected += 1
             raise DeadlineExceeded(f"{model}: deadline already passed")
-        if entry.admit and now + entry.alone > due:
+        refusal = self._admit(queue, due, now)
+        if refusal is not None:
             counters.rejected += 1
-            raise DeadlineUnmeetable(
-                f"{model}: predicted {entry.alone * 1e3:.2f} ms even alone; "
-                f"deadline in {(due - now) * 1e3:.2f} ms"
-            )
+            raise refusal
         future: asyncio.Future[Any] = self._create_future()
         request = Request(model, x, due, now, future, counters)
         queue.push(request)
@@ -473,10 +467,12 @@ class Scheduler:
             if busy is None and alive
         ]
 
-    def _dispatch(self, queue: ModelQueue, n: int, lane: int, predicted: float) -> int:
+    def _dispatch(
+        self, queue: ModelQueue, n: int, lane: int, predicted: float, skip: int = 0
+    ) -> int:
         if self._lane_running[lane] is not None or not self._lane_alive[lane]:
             raise RuntimeError(f"policy dispatched to lane {lane}, which is not free")
-        batch = queue.pop_batch(max(1, n))
+        batch = queue.pop_batch_after(skip, max(1, n))
         if not batch:
             return 0
         if len(batch) != n:
@@ -556,7 +552,6 @@ class Scheduler:
             if isinstance(error, LaneFailure):
                 self._lane_alive[lane] = False
             if model.warm:
-                model.admit = not self._best_effort
                 self._release_ready_waiters()
         elif isinstance(error, LaneFailure):
             log.error("aiosched lane %d failed: %s; its batch is requeued", lane, error)
@@ -573,17 +568,14 @@ class Scheduler:
         if error is None and (requests or warmup):
             try:
                 self._predictor.learn(execution)
-                self._refresh_alone()
             except Exception:
                 log.exception("aiosched predictor %s failed to learn", self._predictor.name)
+        if error is None:
+            try:
+                self._policy.finished(execution)
+            except Exception:
+                log.exception("aiosched policy %s failed on a finished batch", self._policy.name)
         self._wake()
-
-    def _refresh_alone(self) -> None:
-        # Once per finished batch, so that admission per request is a single comparison.
-        predictor = self._predictor
-        for name, model in self._models.items():
-            if predictor.knows(name):
-                model.alone = predictor.predict(name, 1, (), self._now)
 
     def _resolve_outputs(
         self, model: _Model, requests: tuple[Request, ...], outputs: Sequence[Any] | None
@@ -775,11 +767,17 @@ class _View:
     def best_effort(self) -> bool:
         return self._s._best_effort
 
+    @property
+    def lanes(self) -> int:
+        return sum(self._s._lane_alive)
+
     def free_lanes(self) -> list[int]:
         return self._s.free_lanes()
 
-    def dispatch(self, queue: ModelQueue, n: int, lane: int, predicted: float) -> int:
-        return self._s._dispatch(queue, n, lane, predicted)
+    def dispatch(
+        self, queue: ModelQueue, n: int, lane: int, predicted: float, skip: int = 0
+    ) -> int:
+        return self._s._dispatch(queue, n, lane, predicted, skip)
 
     def reject_head(self, queue: ModelQueue, error: AioschedError) -> None:
         self._s._reject_head(queue, error)

@@ -1,11 +1,17 @@
-"""The policy interface: what to dispatch, when, and on which lane.
+"""The policy interface: what to admit, what to dispatch, when, and on which lane.
 
-The dispatcher calls :meth:`Policy.step` whenever something changed (a new
-request, a finished execution, a planned time). The policy looks at the
-queues through a :class:`DispatchView`, dispatches batches and rejects
-requests through it, and returns the next time it wants to be woken even if
-nothing else happens (or ``None``). The scheduler does the mechanics; the
-policy only decides.
+The scheduler does the mechanics (queues, lanes, futures, the timeline); the
+policy decides. It is asked three things:
+
+- :meth:`Policy.admit`, on the caller's path inside ``infer()``: may this
+  request be queued at all? (A single comparison: it runs per request.)
+- :meth:`Policy.step`, whenever something changed (a new request, a finished
+  execution, a planned time): look at the queues through a
+  :class:`DispatchView`, dispatch batches and reject requests through it,
+  and return the next time to be woken even if nothing else happens.
+- :meth:`Policy.finished`, after every finished execution and after the
+  predictor has learnt from it: the policy's own bookkeeping (evidence for
+  admission, cached predictions).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Literal, Protocol
 from ..errors import AioschedError
 from ..predict.base import Predictor
 from ..queue import ModelQueue
-from ..timeline import Running
+from ..timeline import Execution, Running
 
 __all__ = ["DispatchView", "Policy"]
 
@@ -41,10 +47,17 @@ class DispatchView(Protocol):
     @property
     def best_effort(self) -> bool: ...
 
+    @property
+    def lanes(self) -> int:
+        """Lanes still alive (busy or idle)."""
+
     def free_lanes(self) -> list[int]: ...
 
-    def dispatch(self, queue: ModelQueue, n: int, lane: int, predicted: float) -> int:
-        """Run the ``n`` most urgent requests of ``queue`` on ``lane``; returns the size sent."""
+    def dispatch(
+        self, queue: ModelQueue, n: int, lane: int, predicted: float, skip: int = 0
+    ) -> int:
+        """Run ``n`` most urgent requests of ``queue`` on ``lane``, passing over the first
+        ``skip`` (they stay queued); returns the size sent."""
 
     def reject_head(self, queue: ModelQueue, error: AioschedError) -> None:
         """Fail the most urgent request of ``queue`` with ``error`` without running it."""
@@ -54,9 +67,19 @@ class Policy(abc.ABC):
     name: str = "policy"
     order: Literal["deadline", "arrival"] = "deadline"
 
+    def bind(self, view: DispatchView) -> None:  # noqa: B027
+        """Called once when the scheduler starts, with the view every later call sees."""
+
+    def admit(self, queue: ModelQueue, deadline: float, now: float) -> AioschedError | None:
+        """The error to reject a new request with, or ``None`` to queue it (default: queue)."""
+        return None
+
     @abc.abstractmethod
     def step(self, view: DispatchView) -> float | None:
         """Dispatch and reject what is due now; return the next planned wake time or ``None``."""
+
+    def finished(self, execution: Execution) -> None:  # noqa: B027
+        """An execution finished and the predictor has learnt from it."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -1,187 +1,385 @@
-"""Earliest deadline first with prediction-sized batches (the default policy).
+"""Earliest deadline first, with batches and co-location chosen for goodput (the default).
 
-Each step: reject queue heads that cannot meet their deadline even if run
-alone right now; among the rest take the model whose most urgent request has
-the least slack; send the largest batch whose predicted completion, next to
-what is in flight, still meets that request's deadline (the rest of the batch
-has later deadlines), unless it would push more urgent executions in flight
-past their deadlines and can afford to wait for a lane of its own (the
-co-location guard); repeat while lanes are free. It asks to be woken when
-the next queue head would turn infeasible, so a request that cannot be served
-is told so at that moment, not when some other execution happens to end.
+The policy makes three decisions from one predictor.
+
+**Which batch.** The model whose most urgent request has the least slack
+goes first. Its batch is the largest that meets that request's deadline
+beside what is running. When that forces a small batch (the head has
+little slack left, as under overload), the policy also considers passing
+over the most urgent requests to send a larger batch that still meets the
+deadlines of everyone in it, and simulates both plans over the next few
+batches of the queue, on this lane, from the predicted solo latencies. It
+passes over the heads only when that plan meets more deadlines: so batches
+grow with load instead of shrinking to one (work-conserving EDF's failure),
+and nothing is given up while there is time for everyone. Requests passed
+over stay queued (another lane may take them); one that then cannot make it
+is rejected with a message saying it was shed for throughput, as Nexus and
+Clockwork drop early rather than run late.
+
+**Whether to run it beside others.** With nothing running, it starts at
+once. Beside running executions it starts only when that pays: it must meet
+its own deadline, it must not push a running execution past a deadline that
+execution would otherwise meet, and either starting now must finish the
+work on the device sooner than waiting for the first of them to end
+(``colocation_gain``: the predicted makespan, now against one after the
+other), or waiting would cost it its deadline. Otherwise it waits, and
+gathers requests meanwhile. So the effective concurrency follows the
+device: several batches at once where the predictor has seen them overlap
+well, one at a time where they do not (small batches on a CPU whose cores
+also run the event loop and the application).
+
+**Whether to admit a request at all.** ``infer()`` rejects at once a request
+that could not meet its deadline even alone on an idle device
+(:class:`~aiosched.errors.DeadlineUnmeetable`), and a queued request is
+rejected the moment it turns infeasible (a planned wake-up, not the next
+completion). Rejection only on predictions can lock the scheduler out: after
+a slowdown the predictor has seen only slow executions, rejects everything,
+and sees no more. So when a model has had no execution for
+``probe_interval`` seconds while its requests are being rejected, one is let
+through and run alone as a probe; the interval doubles while probes confirm
+the prediction (up to ``max_probe_interval``) and falls back to the minimum
+as soon as an execution runs faster than predicted.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 
-from ..errors import DeadlineUnmeetable, InvalidConfig
+from ..errors import AioschedError, DeadlineUnmeetable, InvalidConfig
 from ..queue import ModelQueue, Request
-from ..timeline import Running
+from ..timeline import Execution, Running
 from .base import DispatchView, Policy
 
 __all__ = ["EdfPolicy"]
 
+_FASTER = 0.8  # an execution this much faster than predicted is evidence the device recovered
+
+
+class _Batch:
+    """A candidate batch: size, heads passed over, predicted latency, earliest deadline."""
+
+    __slots__ = ("deadline", "predicted", "size", "skip")
+
+    def __init__(self, size: int, skip: int, predicted: float, deadline: float) -> None:
+        self.size = size
+        self.skip = skip
+        self.predicted = predicted
+        self.deadline = deadline
+
 
 class EdfPolicy(Policy):
-    """EDF with prediction-sized batches, early rejection, and a co-location guard.
+    """EDF sized and co-located for goodput, with early rejection and probes (see module doc).
 
-    With ``guard`` on, a batch is held back rather than started beside
-    executions that it would push past their deadlines (as the predictor
-    projects it), when they are more urgent and it can still meet its own
-    deadline by starting once the first of them ends. A predictor that
-    ignores co-location (``solo``) never projects such harm, so the guard
-    only acts on what an interference-aware predictor knows.
+    ``max_concurrency`` caps the executions in flight (``None``: the lanes).
+    ``admission`` rejects at ``infer()`` what cannot make it even alone;
+    ``shed`` lets a batch pass over urgent requests when that meets more
+    deadlines; ``colocation_gain`` is the fraction by which running beside
+    others must shorten the predicted makespan (``0.05``: 5 %); ``lookahead``
+    is how many batches' worth of the queue the shedding decision simulates.
     """
 
     name = "edf"
     order = "deadline"
 
-    def __init__(self, max_concurrency: int | None = None, guard: bool = True) -> None:
-        if max_concurrency is not None and max_concurrency < 1:
-            raise InvalidConfig("max_concurrency must be >= 1 or None")
+    def __init__(
+        self,
+        max_concurrency: int | None = None,
+        *,
+        admission: bool = True,
+        shed: bool = True,
+        colocation_gain: float = 0.05,
+        lookahead: int = 4,
+        probe_interval: float = 0.05,
+        max_probe_interval: float = 0.25,
+    ) -> None:
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
+            raise InvalidConfig("max_concurrency must be an int >= 1 or None")
+        if not 0.0 <= colocation_gain < 1.0:
+            raise InvalidConfig("colocation_gain must be in [0, 1)")
+        if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 1:
+            raise InvalidConfig("lookahead must be an int >= 1")
+        if not (0 < probe_interval <= max_probe_interval < math.inf):
+            raise InvalidConfig("need 0 < probe_interval <= max_probe_interval < inf (seconds)")
         self.max_concurrency = max_concurrency
-        self.guard = guard
+        self.admission = admission
+        self.shed = shed
+        self.colocation_gain = colocation_gain
+        self.lookahead = lookahead
+        self.probe_interval = probe_interval
+        self.max_probe_interval = max_probe_interval
+        self._view: DispatchView | None = None
+        self._alone: dict[str, float] = {}  # predicted solo latency at batch 1, per model
+        self._evidence: dict[str, float] = {}  # when an execution of the model last finished
+        self._interval: dict[str, float] = {}  # current probe interval per model
+        self._probed: dict[str, float] = {}  # when the last probe was dispatched
+        self._admitted_probe: dict[str, float] = {}  # when infer() last let one through
+        self._probing: set[str] = set()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(max_concurrency={self.max_concurrency}, "
+            f"admission={self.admission}, shed={self.shed}, "
+            f"colocation_gain={self.colocation_gain})"
+        )
+
+    # -- admission (per request) --------------------------------------------
+
+    def bind(self, view: DispatchView) -> None:
+        self._view = view
+
+    def admit(self, queue: ModelQueue, deadline: float, now: float) -> AioschedError | None:
+        p1 = self._alone.get(queue.name)
+        if p1 is None or now + p1 <= deadline or not self.admission:
+            return None
+        view = self._view
+        if view is None or view.best_effort:
+            return None
+        name = queue.name
+        if self._probe_due(name, now, self._admitted_probe):
+            self._admitted_probe[name] = now
+            return None
+        return DeadlineUnmeetable(
+            f"{name}: predicted {p1 * 1e3:.2f} ms even alone; "
+            f"deadline in {(deadline - now) * 1e3:.2f} ms"
+        )
+
+    def finished(self, execution: Execution) -> None:
+        name = execution.model
+        self._evidence[name] = execution.end
+        view = self._view
+        if view is not None and view.predictor.knows(name):
+            self._alone[name] = view.predictor.predict(name, 1, (), execution.end)
+        if execution.warmup:
+            return
+        interval = self._interval.get(name, self.probe_interval)
+        if execution.latency < _FASTER * execution.predicted:
+            interval = self.probe_interval
+        elif name in self._probing and execution.batch_size == 1:
+            interval = min(2 * interval, self.max_probe_interval)
+        self._probing.discard(name)
+        self._interval[name] = interval
+
+    def _probe_due(self, name: str, now: float, last: dict[str, float]) -> bool:
+        seen = max(self._evidence.get(name, -math.inf), last.get(name, -math.inf))
+        return now - seen >= self._interval.get(name, self.probe_interval)
+
+    # -- dispatch -----------------------------------------------------------
 
     def step(self, view: DispatchView) -> float | None:
         now = view.now
         held: set[str] = set()
-        retry = math.inf  # the earliest time a held batch should be looked at again
+        retry = math.inf
         while True:
             running = view.running
+            lanes = view.free_lanes()
+            capped = self.max_concurrency is not None and len(running) >= self.max_concurrency
+            can_start = bool(lanes) and not capped
             best: ModelQueue | None = None
             best_slack = math.inf
             wake = retry
+            probe: ModelQueue | None = None
             for queue in view.queues:
-                head, p1, enforced = self._feasible_head(view, queue)
+                head, p1, enforced, probe_now = self._feasible_head(view, queue, can_start)
                 if head is None:
                     continue
+                if probe_now:
+                    probe = queue
+                    break
                 if enforced:
                     wake = min(wake, head.deadline - p1)
                 if queue.name in held:
                     continue
                 slack = head.deadline - now - p1
-                if slack < best_slack or best is None:
+                if best is None or slack < best_slack:
                     best, best_slack = queue, slack
-            if best is None or (
-                self.max_concurrency is not None and len(running) >= self.max_concurrency
-            ):
-                break
-            lanes = view.free_lanes()
-            if not lanes:
-                break
-            b, predicted, resume = self._batch_size(view, best, running)
-            if resume is None and self.guard and running:
-                resume = self._hold_until(view, best, b, predicted, lanes[0], running)
-            if resume is not None:
-                held.add(best.name)
-                retry = min(retry, resume)
+            if probe is not None:
+                self._probed[probe.name] = now
+                self._probing.add(probe.name)
+                view.dispatch(probe, 1, lanes[0], self._alone.get(probe.name, math.nan))
                 continue
-            view.dispatch(best, b, lanes[0], predicted)
+            if best is None or not can_start:
+                break
+            batch = self._batch(view, best, running)
+            if running and not self._pays_beside(view, best, batch, lanes[0], running):
+                held.add(best.name)
+                continue
+            if view.dispatch(best, batch.size, lanes[0], batch.predicted, batch.skip) == 0:
+                held.add(best.name)
         return wake if math.isfinite(wake) else None
 
-    def _hold_until(
-        self,
-        view: DispatchView,
-        queue: ModelQueue,
-        b: int,
-        predicted: float,
-        lane: int,
-        running: Sequence[Running],
-    ) -> float | None:
-        """When to retry instead of starting this batch now, or ``None`` to start it now."""
-        head = queue.peek()
-        assert head is not None
-        now = view.now
-        predict = view.predictor.predict
-        candidate = Running(-1, queue.name, b, lane, now, now + predicted, head.deadline)
-        harmed = False
-        for r in running:
-            left = r.expected_end - now
-            # Only a more urgent execution that would still make it without this batch counts.
-            if r.deadline <= head.deadline and left > 0 and r.expected_end <= r.deadline:
-                others = [o for o in running if o is not r]
-                alone = predict(r.model, r.batch_size, others, now)
-                beside = predict(r.model, r.batch_size, [*others, candidate], now)
-                if now + left * beside / alone > r.deadline:
-                    harmed = True
-                    break
-        if not harmed:
-            return None
-        return _worth_waiting(view, queue.name, head.deadline, running)
-
     def _feasible_head(
-        self, view: DispatchView, queue: ModelQueue
-    ) -> tuple[Request | None, float, bool]:
-        """The queue's head after rejecting what cannot make it even alone, its predicted
-        latency alone, and whether rejection applies (known model, not best effort)."""
+        self, view: DispatchView, queue: ModelQueue, can_start: bool
+    ) -> tuple[Request | None, float, bool, bool]:
+        """The queue's head after rejecting what cannot make it even alone; its predicted
+        latency alone; whether rejection applies; whether to run the head as a probe."""
         now = view.now
+        name = queue.name
+        predictor = view.predictor
         # "Even alone": co-runners in flight may be gone by the time it runs, so rejecting on
         # a prediction beside them would turn away requests that can still make it.
-        p1 = view.predictor.predict(queue.name, 1, (), now)
-        enforce = not view.best_effort and view.predictor.knows(queue.name)
+        enforce = not view.best_effort
+        if predictor.knows(name):
+            p1 = self._alone[name] = predictor.predict(name, 1, (), now)
+        else:
+            p1 = 0.0  # a guess is no ground for rejection: only what has already expired goes
         head = queue.peek()
         while head is not None and enforce and now + p1 > head.deadline:
+            if p1 > 0 and can_start and self._probe_due(name, now, self._probed):
+                return head, p1, enforce, True
+            if head.shed:
+                reason = "shed for throughput: a larger batch behind it was sent first"
+            else:
+                reason = f"predicted {p1 * 1e3:.2f} ms even alone"
             view.reject_head(
                 queue,
                 DeadlineUnmeetable(
-                    f"{queue.name}: predicted {p1 * 1e3:.2f} ms even alone; "
-                    f"{(head.deadline - now) * 1e3:.2f} ms left to the deadline"
+                    f"{name}: {reason}; {(head.deadline - now) * 1e3:.2f} ms left to the deadline"
                 ),
             )
             head = queue.peek()
-        return head, p1, enforce
+        return head, p1, enforce, False
 
-    def _batch_size(
-        self, view: DispatchView, queue: ModelQueue, running: Sequence[Running]
-    ) -> tuple[int, float, float | None]:
-        """The batch to send now: (size, predicted latency, ``None``), or a time to retry.
-
-        The largest batch whose predicted completion beside what is in flight
-        meets the head's deadline. If not even one request fits beside the
-        current co-runners, but would once the first of them ends, it returns
-        that time instead: waiting beats starting a batch that will be late.
-        """
+    def _batch(self, view: DispatchView, queue: ModelQueue, running: Sequence[Running]) -> _Batch:
+        """The batch to send now (see "Which batch" in the module docstring)."""
         head = queue.peek()
         assert head is not None
         now = view.now
         name = queue.name
-        predict = view.predictor.predict
+        predictor = view.predictor
+        predict = predictor.predict
         budget = head.deadline - now
-        hi = min(queue.spec.max_batch_size, len(queue))
+        cap = queue.spec.max_batch_size
+        hi = min(cap, len(queue))
         p_hi = predict(name, hi, running, now)
         if p_hi <= budget:
-            return hi, p_hi, None
-        p_lo = predict(name, 1, running, now) if hi > 1 else p_hi
-        if p_lo > budget:
-            if view.best_effort or not view.predictor.knows(name):
-                return hi, p_hi, None  # the deadline is lost either way: size for throughput
-            # Wait for a co-runner to end if that saves it; else its best chance, though late.
-            return 1, p_lo, _worth_waiting(view, name, head.deadline, running)
-        lo = 1  # invariant: lo fits, hi does not
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            p_mid = predict(name, mid, running, now)
-            if p_mid <= budget:
-                lo, p_lo = mid, p_mid
-            else:
-                hi = mid
-        return lo, p_lo, None
+            return _Batch(hi, 0, p_hi, head.deadline)
+        if view.best_effort or not predictor.knows(name):
+            return _Batch(hi, 0, p_hi, head.deadline)  # the deadline is lost either way
+        memo: dict[int, float] = {hi: p_hi}
+
+        def p(b: int) -> float:
+            value = memo.get(b)
+            if value is None:
+                value = memo[b] = predict(name, b, running, now)
+            return value
+
+        keep, p_keep = 0, p(1)
+        if p_keep <= budget:
+            keep, lo, top = 1, 1, hi  # invariant: lo fits, top does not
+            while top - lo > 1:
+                mid = (lo + top) // 2
+                if p(mid) <= budget:
+                    lo = mid
+                else:
+                    top = mid
+            keep, p_keep = lo, p(lo)
+        kept = _Batch(max(keep, 1), 0, p_keep, head.deadline)
+        if not self.shed:
+            return kept
+        window = queue.first(min(len(queue), self.lookahead * cap))
+        deadlines = [r.deadline for r in window]
+        # The largest batch that meets the deadlines of all in it, passing over the heads
+        # that could not make it at that size.
+        shed: _Batch | None = None
+        for b in range(hi, keep, -1):
+            skip = bisect.bisect_left(deadlines, now + p(b))
+            if len(deadlines) - skip >= b and skip > 0:
+                shed = _Batch(b, skip, p(b), deadlines[skip])
+                break
+        if shed is None:
+            return kept
+        solo = _SoloCurve(view, name, cap, now)
+        if keep:
+            keep_met = keep + solo.met(deadlines, keep, now + p_keep)
+        else:  # it cannot start beside these co-runners: the plan is to wait for the first
+            free = min((r.expected_end for r in running), default=now)
+            keep_met = solo.met(deadlines, 0, max(free, now))
+        shed_met = shed.size + solo.met(deadlines, shed.skip + shed.size, now + shed.predicted)
+        return shed if shed_met > keep_met else kept
+
+    def _pays_beside(
+        self,
+        view: DispatchView,
+        queue: ModelQueue,
+        batch: _Batch,
+        lane: int,
+        running: Sequence[Running],
+    ) -> bool:
+        """Whether to start ``batch`` now beside ``running`` rather than wait for a lane."""
+        now = view.now
+        if now + batch.predicted > batch.deadline:
+            return False  # late beside them: its chance is alone, once one of them ends
+        predict = view.predictor.predict
+        candidate = Running(
+            -1, queue.name, batch.size, lane, now, now + batch.predicted, batch.deadline
+        )
+        stretched = now
+        for r in running:
+            left = r.expected_end - now
+            if left <= 0:
+                continue  # overran its prediction: its end is unknown
+            others = [o for o in running if o is not r]
+            alone = predict(r.model, r.batch_size, others, now)
+            beside = predict(r.model, r.batch_size, [*others, candidate], now)
+            end = now + left * (beside / alone if alone > 0 else 1.0)
+            if r.expected_end <= r.deadline < end:
+                return False  # it would make a running execution late
+            stretched = max(stretched, end)
+        first = min(running, key=_expected_end)
+        free_at = max(first.expected_end, now)
+        rest = [r for r in running if r is not first]
+        later = predict(queue.name, batch.size, rest, free_at)
+        serial = max(free_at + later, max((r.expected_end for r in rest), default=now))
+        concurrent = max(now + batch.predicted, stretched)
+        if concurrent - now <= (1.0 - self.colocation_gain) * (serial - now):
+            return True  # the device gets through the work sooner with both running
+        return free_at + later > batch.deadline  # waiting would cost its deadline
 
 
-def _worth_waiting(
-    view: DispatchView, name: str, deadline: float, running: Sequence[Running]
-) -> float | None:
-    """When the first co-runner is expected to end, if one request started then would
-    still meet ``deadline``; ``None`` if there is nothing (or no use) to wait for."""
-    if not running:
-        return None
-    first = min(running, key=lambda r: r.expected_end)
-    resume = first.expected_end
-    if resume <= view.now:
-        return None  # it has overrun its prediction: there is no end to wait for
-    rest = [r for r in running if r is not first]
-    if resume + view.predictor.predict(name, 1, rest, resume) > deadline:
-        return None  # waiting would cost it its own deadline
-    return resume
+class _SoloCurve:
+    """Predicted solo latency by batch size for one model at one moment, computed lazily,
+    and the greedy plan the batch decision compares."""
+
+    __slots__ = ("_cap", "_memo", "_name", "_now", "_view")
+
+    def __init__(self, view: DispatchView, name: str, cap: int, now: float) -> None:
+        self._view = view
+        self._name = name
+        self._cap = cap
+        self._now = now
+        self._memo: dict[int, float] = {}
+
+    def __call__(self, b: int) -> float:
+        value = self._memo.get(b)
+        if value is None:
+            value = self._view.predictor.predict(self._name, b, (), self._now)
+            self._memo[b] = value
+        return value
+
+    def met(self, deadlines: list[float], i: int, t: float) -> int:
+        """Deadlines met if requests ``deadlines[i:]`` are served on one lane from ``t``,
+        each batch the largest that meets its most urgent member's deadline."""
+        met = 0
+        n = len(deadlines)
+        p1 = self(1)
+        while i < n:
+            if t + p1 > deadlines[i]:
+                i += 1
+                continue
+            b = min(n - i, self._cap)
+            while b > 1 and t + self(b) > deadlines[i]:
+                b -= 1
+            met += b
+            t += self(b)
+            i += b
+        return met
+
+
+def _expected_end(r: Running) -> float:
+    return r.expected_end

@@ -1,9 +1,12 @@
 """One execution at a time on the whole device, as Clockwork runs it.
 
-EDF ordering, prediction-sized batches and early rejection, but never two
-batches at once: no interference, at the price of head-of-line blocking.
-Pair it with ``SoloPredictor(window=10, quantile=0.99)`` for Clockwork's
-"p99 of the last ten" estimate.
+EDF ordering and prediction-sized batches, a queued request rejected when
+it can no longer make its deadline, but never two batches at once: no
+interference, at the price of head-of-line blocking. As a baseline it stays
+as Clockwork is: no admission test at ``infer()`` and no shedding for
+throughput (both can be turned on). Pair it with
+``SoloPredictor(window=10, quantile=0.99)`` for Clockwork's "p99 of the last
+ten" estimate.
 """
 
 from __future__ import annotations
@@ -16,5 +19,5 @@ __all__ = ["SequentialPolicy"]
 class SequentialPolicy(EdfPolicy):
     name = "sequential"
 
-    def __init__(self) -> None:
-        super().__init__(max_concurrency=1)
+    def __init__(self, *, admission: bool = False, shed: bool = False) -> None:
+        super().__init__(max_concurrency=1, admission=admission, shed=shed)

@@ -87,6 +87,12 @@ class Predictor(abc.ABC):
         for model, batch_size, latency in profile.solo_points():
             self.observe(model, batch_size, latency)
 
+    def attach(self, backend: Any) -> None:  # noqa: B027
+        """Called once by the scheduler with its backend before anything runs; no-op by default.
+
+        A predictor that reads the device (the sim backend's ``oracle``) takes what it needs here.
+        """
+
     @abc.abstractmethod
     def knows(self, model: str) -> bool:
         """Whether predictions for ``model`` come from data (not a default guess)."""

@@ -144,7 +144,10 @@ class StaticPredictor(CoarsePredictor):
         return self._weights.get(model)
 
     def _learn(self, execution: Execution) -> None:
-        """Nothing: a static model is never updated (the base class still tracks its error)."""
+        """Only warm-up runs, as the solo profile an offline fit starts from; the weights are
+        never updated (the base class still tracks the error)."""
+        if execution.warmup and execution.ok and execution.latency > 0:
+            self._track_solo(execution)
 
     def fit(self, executions: Iterable[Execution]) -> None:
         """Fit solo latencies and slowdown weights to a trace (in the order it was recorded).
@@ -223,7 +226,9 @@ class EwmaPredictor(StaticPredictor):
         self._smooth = self._mix(x)
 
     def _learn(self, execution: Execution) -> None:
-        """The weights stay as fitted; only the smoothed co-location signal moves."""
+        """The weights stay as fitted; only the smoothed co-location signal moves (and warm-up
+        runs seed the solo profile, as for ``static``)."""
+        super()._learn(execution)
         self._advance(self._space.phi((r.model, r.batch_size) for r in execution.at_dispatch))
         self._mixed_key = None
 
