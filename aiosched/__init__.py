@@ -30,6 +30,7 @@ from .policy import DispatchView, EdfPolicy, FifoPolicy, Policy, SequentialPolic
 from .predict import (
     ErrorSummary,
     EwmaPredictor,
+    OraclePredictor,
     OverlapPredictor,
     Predictor,
     Profile,
@@ -72,6 +73,7 @@ __all__ = [
     "ModelError",
     "ModelSnapshot",
     "ModelSpec",
+    "OraclePredictor",
     "OverlapPredictor",
     "Overloaded",
     "Peer",

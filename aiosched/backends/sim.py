@@ -25,7 +25,8 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from ..clock import Clock, LoopClock
 from ..errors import InvalidConfig
@@ -40,6 +41,8 @@ __all__ = [
     "SimBackend",
     "SimModel",
     "SimModelError",
+    "SimRunState",
+    "SimState",
 ]
 
 INTERFERENCE_EXPONENT = 1.3
@@ -289,6 +292,21 @@ class SimBackend(Backend):
             raise InvalidConfig(f"sim backend has no model named {name!r}")
         return model.solo_latency(batch_size) / self._speed
 
+    @property
+    def started_at(self) -> float:
+        """The loop time :meth:`start` was called at (drift times count from it)."""
+        return self._t0
+
+    def add_drift(self, steps: Sequence[Drift]) -> None:
+        """Schedule more drift steps (times from :meth:`start`, like the constructor's)."""
+        if not all(isinstance(d, Drift) for d in steps):
+            raise InvalidConfig("drift must be a sequence of Drift")
+        self._drift = sorted([*self._drift, *steps], key=lambda d: d.at)
+        if self._drift_timer is not None:
+            self._drift_timer.cancel()
+            self._drift_timer = None
+        self._schedule_drift()
+
     # -- the simulation ---------------------------------------------------------
 
     def _resolve(self, spec: ModelSpec) -> SimModel:
@@ -401,3 +419,34 @@ class SimBackend(Backend):
         assert self._loop is not None
         error = LaneFailure(f"sim lane {lane} failed while running a batch of {run.name}")
         self._loop.call_soon(run.on_done, Completion(None, error, run.start, self._last))
+
+    # -- a read-only view of the device (the oracle predictor) ------------------
+
+    def running_state(self) -> SimState:
+        """Copies of the batches on the device as of its last settle; changes nothing."""
+        runs = tuple(
+            SimRunState(r.lane, r.name, len(r.inputs), r.start, r.noise, r.remaining, r.rate)
+            for r in self._running.values()
+        )
+        return SimState(self._last, self._speed, runs, MappingProxyType(self._loaded))
+
+
+class SimRunState(NamedTuple):
+    """One running batch: ``remaining`` work fraction at ``SimState.at``, drained at ``rate``/s."""
+
+    lane: int
+    name: str
+    batch_size: int
+    start: float
+    noise: float
+    remaining: float
+    rate: float
+
+
+class SimState(NamedTuple):
+    """:meth:`SimBackend.running_state`: the runs (in submission order) as of time ``at``."""
+
+    at: float
+    speed: float
+    runs: tuple[SimRunState, ...]
+    models: Mapping[str, SimModel]  # the loaded ground truths (a read-only view)

@@ -5,6 +5,9 @@
   (:mod:`aiosched.experiments.predictors`).
 - ``experiment deadlines``: the scheduler with one predictor against
   another on the same arrivals (:mod:`aiosched.experiments.deadlines`).
+- ``experiment colocation``: p99 latency against 1..k co-located tasks of one
+  model, sequential against concurrent (the paper's Fig. 3;
+  :mod:`aiosched.experiments.colocation`).
 
 The logic lives in the library; this module parses options and renders.
 """
@@ -13,12 +16,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._parse import backend_option, name_list
+from ._parse import backend_option, name_list, size_list
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -151,6 +155,108 @@ def register(app: typer.Typer) -> None:
         console.print(deadlines_table(data))
         _write(json_path, data, console)
 
+    @experiment.command()
+    def colocation(
+        backend: Annotated[str, typer.Option("--backend", help="sim, cpu or cuda.")] = "sim",
+        model: Annotated[
+            str | None,
+            typer.Option(
+                "--model",
+                help="The model (default: resnet50 on sim and cuda, mobilenet_v3_small on cpu).",
+            ),
+        ] = None,
+        tasks: Annotated[
+            str,
+            typer.Option("--tasks", help="Co-located tasks: a maximum (8 means 1..8) or 1,2,4,8."),
+        ] = "8",
+        batch_size: Annotated[
+            int, typer.Option("--batch-size", min=1, help="Batch size of every task.")
+        ] = 1,
+        duration: Annotated[
+            float | None,
+            typer.Option(
+                "--duration",
+                min=0.001,
+                help="Seconds of traffic per point (default 10 on sim, 2 on cpu and cuda).",
+            ),
+        ] = None,
+        batches: Annotated[
+            int | None,
+            typer.Option("--batches", min=1, help="Stop a point after this many batches a task."),
+        ] = None,
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="Write the results here.")
+        ] = None,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the sim backend.")] = 0,
+    ) -> None:
+        """p50/p99 latency and throughput of 1..k closed-loop tasks, sequential vs concurrent."""
+        from rich.console import Console
+
+        from ..errors import InvalidConfig
+        from ..experiments.colocation import ColocationConfig, run
+
+        backend = backend_option(backend)
+        counts = task_counts(tasks)
+        if json_path is not None:
+            check_writable(json_path, "--json")
+        try:
+            config = ColocationConfig(
+                backend=backend,
+                model=model,
+                tasks=counts,
+                batch_size=batch_size,
+                duration=duration,
+                batches=batches,
+                seed=seed,
+            )
+            config.validate()
+        except InvalidConfig as exc:
+            raise typer.BadParameter(str(exc)) from None
+        console = Console()
+        with console.status("starting") as status:
+            data = run(config, on_stage=lambda s: status.update(s))
+        console.print(colocation_table(data))
+        console.print(
+            f"{sum(r['batches'] for r in data['points'])} batches; {data['wall_s']:.1f} s wall"
+        )
+        _write(json_path, data, console)
+
+
+def task_counts(value: str) -> tuple[int, ...]:
+    """``"8"`` -> ``(1, ..., 8)``; ``"1,2,4"`` -> ``(1, 2, 4)``."""
+    if "," not in value:
+        try:
+            top = int(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{value!r} is not a task count or a list of them", param_hint="--tasks"
+            ) from None
+        if top < 1:
+            raise typer.BadParameter("task counts must be integers >= 1", param_hint="--tasks")
+        return tuple(range(1, top + 1))
+    try:
+        return size_list(value, "--tasks")
+    except typer.BadParameter:
+        raise typer.BadParameter(
+            f"{value!r} is not a list of task counts >= 1", param_hint="--tasks"
+        ) from None
+
+
+def check_writable(path: Path, hint: str) -> None:
+    """Fail now (exit 2), not after the run, if ``path`` cannot be written."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        problem = "is a directory"
+    elif not parent.is_dir():
+        problem = f"is in {str(parent)!r}, which is not a directory"
+    elif path.exists() and not os.access(path, os.W_OK):
+        problem = "is not writable"
+    elif not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        problem = f"cannot be created in {str(parent)!r}"
+    else:
+        return
+    raise typer.BadParameter(f"{str(path)!r} {problem}", param_hint=hint)
+
 
 def _write(path: Path | None, data: dict[str, Any], console: Any) -> None:
     if path is not None:
@@ -250,4 +356,53 @@ def deadlines_table(data: dict[str, Any]) -> Table:
             str(row["submitted"]),
             _pct(row["predictor_mape"]),
         )
+    return table
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value * 1e3:.2f}"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def colocation_table(data: dict[str, Any]) -> Table:
+    from rich.table import Table
+
+    config = data["config"]
+    solo = data["solo"]["mean_s"]
+    table = Table(
+        title=(
+            f"k co-located tasks of {config['model']} at batch {config['batch_size']} "
+            f"({config['backend']}, {config['duration']:g} s a point): "
+            f"solo mean {_ms(solo)} ms"
+        )
+    )
+    # samples/s is batches/s at batch 1: the column only when it says something.
+    samples = config["batch_size"] > 1
+    columns = ["k", "mode", "p50 ms", "p99 ms", "p99/solo", "batches/s"]
+    columns += ["samples/s", "n"] if samples else ["n"]
+    for column in columns:
+        if column == "mode":
+            table.add_column(column, min_width=len("sequential"))
+        else:
+            table.add_column(column, justify="right")
+    previous = None
+    for row in data["points"]:
+        if previous is not None and row["tasks"] != previous:
+            table.add_section()
+        previous = row["tasks"]
+        cells = [
+            str(row["tasks"]),
+            row["mode"],
+            _ms(row["p50_s"]),
+            _ms(row["p99_s"]),
+            _num(row["p99_over_solo"], 2),
+            _num(row["batches_per_s"]),
+        ]
+        cells += (
+            [_num(row["samples_per_s"]), str(row["batches"])] if samples else [str(row["batches"])]
+        )
+        table.add_row(*cells)
     return table

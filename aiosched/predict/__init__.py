@@ -4,6 +4,7 @@
 - ``static``, ``ewma``, ``sgd``, ``rls``: the paper's coarse-grained linear regressions
   (:mod:`.linear`).
 - ``overlap``: fine-grained, trained on realized overlaps, online (:mod:`.overlap`).
+- ``oracle``: the sim backend's ground truth, simulated forward (:mod:`.oracle`; sim only).
 
 :class:`Profile` (:mod:`.profile`) seeds any of them with measured solo latencies.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from ..errors import InvalidConfig
 from .base import ErrorSummary, Predictor
 from .linear import CoarsePredictor, EwmaPredictor, RlsPredictor, SgdPredictor, StaticPredictor
+from .oracle import OraclePredictor
 from .overlap import OverlapPredictor
 from .profile import Profile, ProfilePoint
 from .solo import SoloPredictor
@@ -25,6 +27,7 @@ __all__ = [
     "CoarsePredictor",
     "ErrorSummary",
     "EwmaPredictor",
+    "OraclePredictor",
     "OverlapPredictor",
     "Predictor",
     "Profile",
@@ -43,6 +46,7 @@ PREDICTORS: dict[str, Callable[[], Predictor]] = {
     "sgd": SgdPredictor,
     "rls": RlsPredictor,
     "overlap": OverlapPredictor,
+    "oracle": OraclePredictor,
 }
 
 
