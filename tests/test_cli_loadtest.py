@@ -86,6 +86,8 @@ def test_trace_replay(tmp_path: Path) -> None:
         (["--backend", "sim", "--arrival", "trace"], "--trace"),
         (["--backend", "sim", "--arrival", "trace", "--trace", "/nonexistent.csv"], "nonexist"),
         (["--backend", "sim", "--rate", "fast"], "auto"),
+        (["--backend", "sim", "--rate", "peak", "--slo-attainment", "0"], "--slo-attainment"),
+        (["--backend", "sim", "--rate", "peak", "--step-duration", "-1"], "--step-duration"),
     ],
 )
 def test_bad_options_exit_2_with_a_message_and_no_traceback(args: list[str], message: str) -> None:
@@ -123,3 +125,36 @@ def test_live_view_and_plain_line_show_the_run() -> None:
     line = plain_line(progress, snap, 100.0)
     assert "offered" in line and "miss" in line and "queue" in line
     assert isinstance(progress.counts, RequestCounts)
+
+
+def test_rate_peak_on_sim_searches_then_runs_at_the_peak(tmp_path: Path) -> None:
+    out = tmp_path / "peak.json"
+    args = ["loadtest", "--backend", "sim", "--rate", "peak", "--predictor", "solo"]
+    args += ["--duration", "2", "--step-duration", "2", "--json", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "rate peak: tried" in result.output and "peak search" in result.output
+    report = json.loads(out.read_text())
+    assert tuple(report) == REPORT_KEYS
+    _check_accounting(report)
+    config = report["config"]
+    assert config["rate_mode"] == "peak" and config["rate_fraction"] == 1.0
+    peak = config["peak"]
+    assert 1 <= len(peak["steps"]) <= peak["max_steps"] == 8
+    assert {"rate_rps", "passed", "attainment", "p99_ms", "phase", "sent"} <= set(peak["steps"][0])
+    if peak["found"]:
+        assert config["rate_target"] == pytest.approx(peak["peak_rps"], abs=1e-3)
+
+
+def test_rate_auto_runs_at_70_percent_of_a_short_search(tmp_path: Path) -> None:
+    out = tmp_path / "auto.json"
+    args = ["loadtest", "--backend", "sim", "--predictor", "solo", "--duration", "2"]
+    result = runner.invoke(app, [*args, "--step-duration", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "rate auto: tried" in result.output
+    config = json.loads(out.read_text())["config"]
+    assert config["rate_mode"] == "auto" and config["rate_fraction"] == 0.7
+    assert len(config["peak"]["steps"]) <= 6
+    if config["peak"]["found"]:
+        assert config["rate_target"] == pytest.approx(0.7 * config["peak"]["peak_rps"], abs=1e-2)
+        assert "70 % of it" in result.output

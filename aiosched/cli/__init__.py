@@ -23,7 +23,7 @@ def _root() -> None:
 
 
 # Each module defines ``register(app)``; a missing module is a packaging bug, not optional.
-_COMMANDS = ("experiment", "loadtest", "profile", "version")
+_COMMANDS = ("compare", "experiment", "loadtest", "profile", "version")
 
 
 def _load_commands() -> None:

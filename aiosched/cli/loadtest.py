@@ -1,7 +1,10 @@
 """``aiosched loadtest``: an open-loop load against the embedded scheduler, live.
 
 With no options it runs the embedded default (about 30 s, small torchvision
-models on the cpu backend, or cuda where present). Bad options or files end
+models on the cpu backend, or cuda where present) at ``--rate auto``: a short
+peak search at the start (a few steps of 2.5 s; virtual time on sim), then 70 %
+of the measured peak. ``--rate peak`` runs the full search and then runs at the
+peak; the JSON report has the search under ``config.peak``. Bad options or files end
 with a one-line message and exit code 2; Ctrl-C stops sending, drains, and
 still prints and writes the report.
 """
@@ -19,19 +22,21 @@ from rich.live import Live
 
 from ..errors import AioschedError
 from ..loadgen import Progress, render_summary, write_report
-from ..loadgen.harness import LoadtestConfig, resolve_backend, run_loadtest
+from ..loadgen.harness import AUTO_RATE_FRACTION, LoadtestConfig, resolve_backend, run_loadtest
+from ..loadgen.peak import PeakResult, PeakStep, render_steps
 from ..scheduler import DEFAULT_PREDICTOR, Scheduler
 from ..telemetry.snapshot import SchedulerSnapshot
 from ._live import live_view, plain_line
 
 
-def _rate(value: str) -> float | None:
-    if value == "auto":
-        return None
+def _rate(value: str) -> tuple[float | None, str]:
+    """``--rate``: requests/s, ``auto`` or ``peak`` -> (rate, rate mode)."""
+    if value in ("auto", "peak"):
+        return None, value
     try:
-        return float(value)
+        return float(value), "fixed"
     except ValueError:
-        raise typer.BadParameter(f"expected requests/s or 'auto', got {value!r}") from None
+        raise typer.BadParameter(f"expected requests/s, 'auto' or 'peak', got {value!r}") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +47,11 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="models with optional shares: 'a:3,b:1'")
         ] = None,
         rate: Annotated[
-            str, typer.Option(help="requests/s, or 'auto' (~70% of capacity)")
+            str,
+            typer.Option(
+                help="requests/s; 'auto': 70% of a peak found by a short search; "
+                "'peak': search the peak, then run at it"
+            ),
         ] = "auto",
         duration: Annotated[float, typer.Option(help="seconds of sending")] = 30.0,
         arrival: Annotated[
@@ -61,6 +70,13 @@ def register(app: typer.Typer) -> None:
         lanes: Annotated[int, typer.Option(help="concurrent lanes on the device")] = 2,
         max_batch_size: Annotated[int, typer.Option(help="largest batch per model")] = 8,
         seed: Annotated[int, typer.Option(help="seed of the arrivals")] = 0,
+        slo_attainment: Annotated[
+            float, typer.Option(help="peak search: fraction of requests that must meet deadlines")
+        ] = 0.99,
+        step_duration: Annotated[
+            float | None,
+            typer.Option(help="peak search: seconds per step (default 2.5/5 real, 5/10 on sim)"),
+        ] = None,
         json_path: Annotated[
             Path | None, typer.Option("--json", help="write the JSON report here")
         ] = None,
@@ -71,10 +87,14 @@ def register(app: typer.Typer) -> None:
         console = Console(width=None if sys.stdout.isatty() else 120)
         err = Console(stderr=True)
         try:
+            fixed_rate, rate_mode = _rate(rate)
             cfg = LoadtestConfig(
                 backend=backend,
                 models=models,
-                rate=_rate(rate),
+                rate=fixed_rate,
+                rate_mode=rate_mode,
+                slo_attainment=slo_attainment,
+                step_duration=step_duration,
                 duration=duration,
                 arrival=arrival,
                 trace=None if trace is None else str(trace),
@@ -94,6 +114,9 @@ def register(app: typer.Typer) -> None:
             err.print("interrupted: requests in flight were cancelled; no report", highlight=False)
             raise typer.Exit(130) from None
         console.print(render_summary(report))
+        peak = report["config"].get("peak")
+        if peak is not None and cfg.mode == "peak":
+            console.print(render_steps(peak, title="peak search (--rate peak)"))
         if json_path is not None:
             try:
                 write_report(report, json_path)
@@ -123,6 +146,24 @@ def _run(
             highlight=False,
         )
 
+    def on_step(step: PeakStep) -> None:
+        if not simulated:  # on sim the whole search takes a moment: the one line says it all
+            console.print(
+                f"  peak search: {step.rate_rps:.1f}/s {'ok' if step.passed else 'fail'} "
+                f"({_pct(step.attainment)} met)",
+                highlight=False,
+            )
+
+    def on_peak(peak: PeakResult, rate: float) -> None:
+        console.print(_how_found(peak, rate, cfg.mode), highlight=False, soft_wrap=True)
+
+    if cfg.mode != "fixed" and cfg.trace is None:
+        console.print(
+            f"finding the rate ({cfg.mode}): a peak search on the {backend} backend, "
+            f"SLO {cfg.slo_attainment * 100:g} % met and p99 within each deadline",
+            highlight=False,
+        )
+
     if live and not simulated:
         with Live(console=console, refresh_per_second=8, transient=True) as view:
 
@@ -130,7 +171,13 @@ def _run(
                 view.update(live_view(p, snap, offered[0]))
 
             coro = run_loadtest(
-                cfg, on_start=on_start, on_progress=draw, progress_interval=0.2, handle_sigint=True
+                cfg,
+                on_start=on_start,
+                on_progress=draw,
+                progress_interval=0.2,
+                handle_sigint=True,
+                on_step=on_step,
+                on_peak=on_peak,
             )
             return run(coro)
 
@@ -139,8 +186,33 @@ def _run(
 
     interval = cfg.duration / 10 if simulated else max(1.0, min(5.0, cfg.duration / 10))
     coro = run_loadtest(
-        cfg, on_start=on_start, on_progress=line, progress_interval=interval, handle_sigint=True
+        cfg,
+        on_start=on_start,
+        on_progress=line,
+        progress_interval=interval,
+        handle_sigint=True,
+        on_step=on_step,
+        on_peak=on_peak,
     )
     if simulated:
         return simtime.run(coro)
     return run(coro)
+
+
+def _pct(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:.1f} %"
+
+
+def _how_found(peak: PeakResult, rate: float, mode: str) -> str:
+    """The one line saying how the rate was found."""
+    tried = ", ".join(f"{s.rate_rps:.0f} {'ok' if s.passed else 'fail'}" for s in peak.steps)
+    head = f"rate {mode}: tried {tried} (requests/s)"
+    if not peak.found:
+        return f"{head}; none met the SLO, running at the lowest tried, {rate:.1f}/s"
+    bound = "" if peak.bounded else " (every step passed: at least)"
+    if mode == "auto":
+        return (
+            f"{head}; peak {peak.peak_rps:.1f}/s{bound}, running at "
+            f"{AUTO_RATE_FRACTION * 100:.0f} % of it = {rate:.1f}/s"
+        )
+    return f"{head}; peak {peak.peak_rps:.1f}/s{bound}, running at the peak"

@@ -7,6 +7,10 @@ Typical use::
     result = await run_open_loop(sched.infer, schedule, make_input=inputs.__getitem__)
     report = build_report(result, config={"policy": "edf"})
     rich.print(render_summary(report))
+
+The peak rate that meets an SLO: :func:`search_peak` (:mod:`aiosched.loadgen.peak`);
+a warmed-up scheduler that runs schedule after schedule:
+:class:`aiosched.loadgen.harness.LoadtestSession`.
 """
 
 from aiosched.loadgen.arrivals import (
@@ -28,6 +32,14 @@ from aiosched.loadgen.driver import (
 )
 from aiosched.loadgen.errors import ArrivalSpecError, LoadgenError, TraceError, WorkloadError
 from aiosched.loadgen.histogram import Histogram
+from aiosched.loadgen.peak import (
+    PeakResult,
+    PeakStep,
+    meets_slo,
+    render_steps,
+    search_peak,
+    step_from_report,
+)
 from aiosched.loadgen.report import (
     REPORT_KEYS,
     BatchStats,
@@ -64,6 +76,8 @@ __all__ = [
     "ModelLoad",
     "ModelResult",
     "OpenLoopDriver",
+    "PeakResult",
+    "PeakStep",
     "Poisson",
     "PredictorStats",
     "Progress",
@@ -77,11 +91,15 @@ __all__ = [
     "WorkloadError",
     "build_report",
     "load_trace",
+    "meets_slo",
     "parse_arrival",
     "parse_deadlines",
     "parse_models",
     "parse_trace",
+    "render_steps",
     "render_summary",
     "run_open_loop",
+    "search_peak",
+    "step_from_report",
     "write_report",
 ]

@@ -1,11 +1,17 @@
 """The load test harness: a workload against an embedded Scheduler, end to end.
 
-It builds the scheduler and its models, waits for the warm-up, picks the rate
-(``auto``: about 70 % of the capacity the warm-up profile implies), generates
-every send up front from the seed, drives the open loop, and turns the result
-and the scheduler's statistics into the report. ``aiosched loadtest`` is a
-thin shell around :func:`run_loadtest`; comparisons run it once per policy on
-the same seed, so every policy sees the same arrivals.
+:class:`LoadtestSession` builds the scheduler and its models for a
+:class:`LoadtestConfig`, waits for the warm-up and prepares the inputs once;
+then :meth:`LoadtestSession.run` drives any number of schedules through it,
+one after the other, each with its own report (batch and predictor statistics
+cover only that run). The peak search (:mod:`aiosched.loadgen.peak`) and
+``aiosched compare`` reuse one warmed session across all their steps.
+
+:func:`run_loadtest` is one load test: pick the rate (``auto``: a short peak
+search, then :data:`AUTO_RATE_FRACTION` of the measured peak; ``peak``: the
+search with the full number of steps, then a run at the peak), generate every
+send up front from the seed, drive the open loop, and report.
+``aiosched loadtest`` is a thin shell around it.
 """
 
 from __future__ import annotations
@@ -14,25 +20,43 @@ import asyncio
 import contextlib
 import math
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import torch
 
 from ..errors import InvalidConfig
 from ..scheduler import DEFAULT_PREDICTOR, Scheduler
 from ..telemetry.snapshot import SchedulerSnapshot
+from ..timeline import Execution
 from .driver import OpenLoopDriver, Progress
+from .peak import (
+    DEFAULT_GROWTH,
+    DEFAULT_MAX_STEPS,
+    DEFAULT_SLO_ATTAINMENT,
+    DEFAULT_TOLERANCE,
+    PeakResult,
+    PeakStep,
+    search_peak,
+    step_from_report,
+)
 from .report import BatchStats, PredictorStats, build_report
-from .trace import load_trace
+from .trace import Trace, load_trace
 from .workload import Schedule, Workload
 
 __all__ = [
     "AUTO_RATE_FRACTION",
+    "AUTO_SEARCH",
     "DEFAULT_DEADLINE_MS",
     "DEFAULT_MODELS",
+    "PEAK_SEARCH",
     "LoadtestConfig",
+    "LoadtestSession",
+    "SearchSettings",
+    "auto_rate",
+    "capacity_estimate",
     "resolve_backend",
     "run_loadtest",
 ]
@@ -46,14 +70,51 @@ DEFAULT_MODELS = {
 }
 DEFAULT_DEADLINE_MS = {"sim": 50.0, "cpu": 300.0, "cuda": 100.0}
 
+RATE_MODES = ("fixed", "auto", "peak")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a peak search runs: steps, tolerance, growth, and step duration per clock."""
+
+    max_steps: int
+    tolerance: float
+    growth: float
+    step_s_real: float
+    """Seconds per step on a real clock (cpu, cuda)."""
+    step_s_sim: float
+    """Seconds per step on the sim backend (virtual time: longer steps cost little)."""
+
+    def step_s(self, backend: str) -> float:
+        return self.step_s_sim if backend == "sim" else self.step_s_real
+
+
+AUTO_SEARCH = SearchSettings(max_steps=6, tolerance=0.1, growth=1.5, step_s_real=2.5, step_s_sim=5)
+"""``--rate auto``: a short search at the start of the run."""
+PEAK_SEARCH = SearchSettings(
+    max_steps=DEFAULT_MAX_STEPS,
+    tolerance=DEFAULT_TOLERANCE,
+    growth=DEFAULT_GROWTH,
+    step_s_real=5.0,
+    step_s_sim=10.0,
+)
+"""``--rate peak`` and ``aiosched compare``: the full search."""
+
 
 @dataclass(frozen=True)
 class LoadtestConfig:
-    """Everything a load test run depends on (the report's ``config``)."""
+    """Everything a load test run depends on (the report's ``config``).
+
+    ``rate`` is requests/s, or ``None`` for ``rate_mode`` ``"auto"`` (the
+    default: a short peak search, then :data:`AUTO_RATE_FRACTION` of the
+    peak) or ``"peak"`` (the full search, then a run at the peak). The
+    searches use ``slo_attainment``; ``step_duration`` and ``search_steps``
+    override the mode's :class:`SearchSettings` when given.
+    """
 
     backend: str = "auto"
     models: str | None = None
-    rate: float | None = None  # None: auto
+    rate: float | None = None  # None: auto or peak
     duration: float = 30.0
     arrival: str = "poisson"
     trace: str | None = None
@@ -63,6 +124,10 @@ class LoadtestConfig:
     lanes: int = 2
     seed: int = 0
     max_batch_size: int = 8
+    rate_mode: str | None = None  # None: "fixed" with a rate, else "auto"
+    slo_attainment: float = DEFAULT_SLO_ATTAINMENT
+    step_duration: float | None = None
+    search_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in ("auto", "sim", "cpu", "cuda"):
@@ -70,13 +135,33 @@ class LoadtestConfig:
         if not self.duration > 0:
             raise InvalidConfig(f"--duration must be > 0 seconds, got {self.duration}")
         if self.rate is not None and not self.rate > 0:
-            raise InvalidConfig(f"--rate must be > 0 requests/s or 'auto', got {self.rate}")
+            raise InvalidConfig(f"--rate must be > 0 requests/s, 'auto' or 'peak', got {self.rate}")
         if self.lanes < 1:
             raise InvalidConfig(f"--lanes must be >= 1, got {self.lanes}")
         if self.max_batch_size < 1:
             raise InvalidConfig(f"--max-batch-size must be >= 1, got {self.max_batch_size}")
         if (self.arrival == "trace") != (self.trace is not None):
             raise InvalidConfig("--arrival trace and --trace FILE go together")
+        mode = self.mode
+        if mode not in RATE_MODES:
+            raise InvalidConfig(f"rate mode must be fixed, auto or peak, got {mode!r}")
+        if (mode == "fixed") != (self.rate is not None):
+            raise InvalidConfig("a fixed rate needs --rate R; auto and peak take no rate")
+        if mode == "peak" and self.trace is not None:
+            raise InvalidConfig("--rate peak cannot search a trace: its rate is the trace's")
+        if not (0 < self.slo_attainment <= 1):
+            raise InvalidConfig(f"--slo-attainment must be in (0, 1], got {self.slo_attainment}")
+        if self.step_duration is not None and not self.step_duration > 0:
+            raise InvalidConfig(f"--step-duration must be > 0 seconds, got {self.step_duration}")
+        if self.search_steps is not None and self.search_steps < 1:
+            raise InvalidConfig(f"--search-steps must be >= 1, got {self.search_steps}")
+
+    @property
+    def mode(self) -> str:
+        """``"fixed"``, ``"auto"`` or ``"peak"``."""
+        if self.rate_mode is not None:
+            return self.rate_mode
+        return "fixed" if self.rate is not None else "auto"
 
 
 def resolve_backend(name: str) -> str:
@@ -95,7 +180,7 @@ def _known_models(backend: str) -> set[str]:
     return set(ZOO)
 
 
-def _workload(cfg: LoadtestConfig, backend: str) -> tuple[Workload, Any]:
+def _workload(cfg: LoadtestConfig, backend: str) -> tuple[Workload, Trace | None]:
     default_ms = DEFAULT_DEADLINE_MS[backend]
     if cfg.trace is not None:
         trace = load_trace(cfg.trace)
@@ -116,7 +201,7 @@ def _register(sched: Scheduler, backend: str, names: tuple[str, ...], max_batch:
         sched.register(name, model, max_batch_size=max_batch, input_shape=shape)
 
 
-def _inputs(backend: str, sched: Scheduler) -> dict[str, Any]:
+def _inputs(sched: Scheduler) -> dict[str, Any]:
     out: dict[str, Any] = {}
     gen = torch.Generator().manual_seed(0)
     for spec in sched.models:
@@ -127,13 +212,14 @@ def _inputs(backend: str, sched: Scheduler) -> dict[str, Any]:
     return out
 
 
-def auto_rate(sched: Scheduler, workload: Workload, lanes: int) -> float:
-    """About 70 % of the mix's capacity as the warm-up measured it.
+def capacity_estimate(sched: Scheduler, workload: Workload, lanes: int) -> float:
+    """The mix's capacity (requests/s) as the warm-up profile predicts it.
 
     One lane's capacity is full batches at the predicted solo latency. Lanes
     share one device, so they do not add up: ``sqrt(lanes)`` lanes' worth is
     what two lanes gave on the sim backend (1.37x one lane) and on two CPU
-    cores (about 1.4x), an estimate on the safe side for more lanes.
+    cores (about 1.4x), an estimate on the safe side for more lanes. It is
+    where the peak search starts.
     """
     now = sched.now()
     total_share = sum(m.share for m in workload.models)
@@ -143,7 +229,12 @@ def auto_rate(sched: Scheduler, workload: Workload, lanes: int) -> float:
         b = spec.max_batch_size
         per_lane = b / sched.predictor.predict(spec.name, b, (), now)
         seconds_per_request += (load.share / total_share) / (per_lane * math.sqrt(lanes))
-    return AUTO_RATE_FRACTION / seconds_per_request
+    return 1.0 / seconds_per_request
+
+
+def auto_rate(sched: Scheduler, workload: Workload, lanes: int) -> float:
+    """:data:`AUTO_RATE_FRACTION` of :func:`capacity_estimate` (no measurement)."""
+    return AUTO_RATE_FRACTION * capacity_estimate(sched, workload, lanes)
 
 
 @contextlib.contextmanager
@@ -171,33 +262,142 @@ def _sigint_stops(driver: OpenLoopDriver, task: asyncio.Task[Any] | None) -> Ite
         loop.remove_signal_handler(signal.SIGINT)
 
 
-async def run_loadtest(
-    cfg: LoadtestConfig,
-    *,
-    on_start: Callable[[Scheduler, Schedule], None] | None = None,
-    on_progress: Callable[[Progress, SchedulerSnapshot], None] | None = None,
-    progress_interval: float = 0.25,
-    handle_sigint: bool = False,
-) -> tuple[dict[str, Any], SchedulerSnapshot]:
-    """Run one load test; returns the report (issue 5's shape) and the final snapshot."""
-    backend = resolve_backend(cfg.backend)
-    workload, trace = _workload(cfg, backend)
-    unknown = sorted(set(workload.names) - _known_models(backend))
-    if unknown:
-        raise InvalidConfig(
-            f"unknown model(s) for the {backend} backend: {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(_known_models(backend)))}"
-        )
-    sched = Scheduler(backend, lanes=cfg.lanes, policy=cfg.policy, predictor=cfg.predictor)
-    async with sched:
-        _register(sched, backend, workload.names, cfg.max_batch_size)
-        await sched.ready()
-        rate = cfg.rate if cfg.rate is not None else auto_rate(sched, workload, cfg.lanes)
-        if trace is not None:
-            schedule = workload.replay(trace, duration=cfg.duration)
-        else:
-            schedule = workload.schedule(cfg.arrival, rate, cfg.duration, cfg.seed)
-        inputs = _inputs(backend, sched)
+def _new_executions(sched: Scheduler, after_id: int) -> list[Execution]:
+    """Finished executions with an id above ``after_id`` still in the timeline's history."""
+    out: list[Execution] = []
+    for e in reversed(sched.timeline.history):
+        if e.id <= after_id:
+            break
+        out.append(e)
+    out.reverse()
+    return out
+
+
+def _last_id(sched: Scheduler) -> int:
+    history = sched.timeline.history
+    return history[-1].id if history else 0
+
+
+def _max_concurrency(executions: list[Execution]) -> int:
+    events = sorted([(e.start, 1) for e in executions] + [(e.end, -1) for e in executions])
+    best = level = 0
+    for _, delta in events:  # an end sorts before a start at the same instant
+        level += delta
+        best = max(best, level)
+    return best
+
+
+def _predictor_stats(name: str, executions: list[Execution]) -> PredictorStats:
+    apes = sorted(
+        abs(e.predicted - e.latency) / e.latency
+        for e in executions
+        if not e.warmup and e.latency > 0 and math.isfinite(e.predicted)
+    )
+    if not apes:
+        return PredictorStats(name)
+    n = len(apes)
+    return PredictorStats(name, sum(apes) / n, apes[min(n - 1, math.ceil(0.95 * n) - 1)])
+
+
+class LoadtestSession:
+    """A warmed-up scheduler for one config, that runs schedules one after another.
+
+    ::
+
+        async with LoadtestSession(cfg) as session:
+            report = await session.run(session.schedule(rate=200.0))
+            peak = await session.find_peak()
+
+    Entering builds the scheduler (backend, lanes, policy, predictor),
+    registers the models, waits for the warm-up and makes the inputs. Each
+    :meth:`run` returns once every request of its schedule has resolved, so
+    runs do not overlap; its report's batch and predictor statistics cover
+    only that run. Bad configs (unknown models, policy, ...) raise
+    :class:`~aiosched.errors.InvalidConfig` (or a loadgen error) on entering.
+    """
+
+    def __init__(self, cfg: LoadtestConfig) -> None:
+        self.cfg = cfg
+        self.backend = resolve_backend(cfg.backend)
+        self.workload, self.trace = _workload(cfg, self.backend)
+        known = _known_models(self.backend)
+        unknown = sorted(set(self.workload.names) - known)
+        if unknown:
+            raise InvalidConfig(
+                f"unknown model(s) for the {self.backend} backend: {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        self._sched: Scheduler | None = None
+        self._inputs: dict[str, Any] = {}
+        self.capacity_estimate_rps: float | None = None
+        """:func:`capacity_estimate` once warmed up."""
+
+    @property
+    def scheduler(self) -> Scheduler:
+        if self._sched is None:
+            raise RuntimeError("the session is not started: use 'async with'")
+        return self._sched
+
+    async def __aenter__(self) -> Self:
+        cfg = self.cfg
+        sched = Scheduler(self.backend, lanes=cfg.lanes, policy=cfg.policy, predictor=cfg.predictor)
+        await sched.__aenter__()
+        try:
+            _register(sched, self.backend, self.workload.names, cfg.max_batch_size)
+            await sched.ready()
+            self._inputs = _inputs(sched)
+            self.capacity_estimate_rps = capacity_estimate(sched, self.workload, cfg.lanes)
+        except BaseException as exc:
+            await sched.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._sched = sched
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._sched is not None:
+            await self._sched.__aexit__(exc_type, exc, tb)
+
+    def schedule(
+        self, rate: float | None = None, duration: float | None = None, seed: int | None = None
+    ) -> Schedule:
+        """The config's arrivals (or its trace) at ``rate`` for ``duration`` s from ``seed``.
+
+        ``duration`` and ``seed`` default to the config's; ``rate`` to its
+        fixed rate (a trace replays at its own rate and ignores ``rate``).
+        """
+        cfg = self.cfg
+        duration = cfg.duration if duration is None else duration
+        if self.trace is not None:
+            return self.workload.replay(self.trace, duration=duration)
+        rate = cfg.rate if rate is None else rate
+        if rate is None:
+            raise InvalidConfig("a schedule needs a rate")
+        seed = cfg.seed if seed is None else seed
+        return self.workload.schedule(cfg.arrival, rate, duration, seed)
+
+    async def run(
+        self,
+        schedule: Schedule,
+        *,
+        config: Mapping[str, Any] | None = None,
+        on_start: Callable[[Scheduler, Schedule], None] | None = None,
+        on_progress: Callable[[Progress, SchedulerSnapshot], None] | None = None,
+        progress_interval: float = 0.25,
+        handle_sigint: bool = False,
+    ) -> dict[str, Any]:
+        """Drive ``schedule`` to the end (every request resolved) and return its report.
+
+        ``config`` is merged over the report's config (the session's config,
+        the backend, the offered rate and ``rate_mode``).
+        """
+        sched = self.scheduler
+        before = sched.snapshot()
+        last_id = _last_id(sched)
 
         def progress(p: Progress) -> None:
             if on_progress is not None:
@@ -206,9 +406,9 @@ async def run_loadtest(
         driver = OpenLoopDriver(
             sched.infer,
             schedule,
-            make_input=inputs.__getitem__,
+            make_input=self._inputs.__getitem__,
             clock=sched.clock,
-            on_progress=progress,
+            on_progress=progress if on_progress is not None else None,
             progress_interval=progress_interval,
         )
         if on_start is not None:
@@ -218,21 +418,137 @@ async def run_loadtest(
                 result = await driver.run()
         else:
             result = await driver.run()
-        snap = sched.snapshot()
-    snap = sched.snapshot()
-    sizes: dict[int, int] = {}
-    for m in snap.models.values():
-        for b, n in m.batch_sizes.items():
-            sizes[b] = sizes.get(b, 0) + n
-    config = {**asdict(cfg), "backend": backend, "rate": schedule.offered_rps}
-    config["rate_mode"] = "auto" if cfg.rate is None else "fixed"
-    report = build_report(
-        result,
-        config=config,
-        batches=BatchStats.from_sizes(sizes, snap.max_concurrency),
-        predictor=PredictorStats(snap.predictor, snap.predictor_mape, snap.predictor_p95_ape),
-        per_model_batches={
-            name: BatchStats.from_sizes(m.batch_sizes) for name, m in snap.models.items()
-        },
-    )
-    return report, snap
+        after = sched.snapshot()
+        executions = _new_executions(sched, last_id)
+        per_model: dict[str, dict[int, int]] = {}
+        sizes: dict[int, int] = {}
+        for name, m in after.models.items():
+            old = before.models[name].batch_sizes if name in before.models else {}
+            diff = {b: n - old.get(b, 0) for b, n in m.batch_sizes.items() if n - old.get(b, 0)}
+            per_model[name] = diff
+            for b, n in diff.items():
+                sizes[b] = sizes.get(b, 0) + n
+        n_batches = sum(sizes.values())
+        if len(executions) >= n_batches:
+            concurrency = _max_concurrency(executions)
+        else:  # the history lost some of this run's executions
+            concurrency = after.max_concurrency
+        cfg = self.cfg
+        report_config: dict[str, Any] = {
+            **asdict(cfg),
+            "backend": self.backend,
+            "rate": schedule.offered_rps,
+            "rate_mode": cfg.mode,
+        }
+        report_config.update(config or {})
+        return build_report(
+            result,
+            config=report_config,
+            batches=BatchStats.from_sizes(sizes, concurrency),
+            predictor=_predictor_stats(after.predictor, executions),
+            per_model_batches={
+                name: BatchStats.from_sizes(diff) for name, diff in per_model.items()
+            },
+        )
+
+    async def measure_step(
+        self, rate: float, duration: float, *, seed: int | None = None
+    ) -> PeakStep:
+        """One step of a peak search: a fresh schedule at ``rate`` for ``duration`` s, judged.
+
+        Every step uses the config's seed (unless ``seed`` is given), so the
+        steps differ only in their rate.
+        """
+        schedule = self.schedule(rate, duration, seed)
+        report = await self.run(schedule, config={"rate_mode": "search"})
+        return step_from_report(rate, report, self.workload, self.cfg.slo_attainment)
+
+    async def find_peak(
+        self,
+        settings: SearchSettings = PEAK_SEARCH,
+        *,
+        start_rps: float | None = None,
+        step_duration: float | None = None,
+        max_steps: int | None = None,
+        on_step: Callable[[PeakStep], None] | None = None,
+    ) -> PeakResult:
+        """Search this session's peak rate (see :func:`~aiosched.loadgen.peak.search_peak`).
+
+        It starts at the warm-up's capacity estimate; each step lasts
+        ``step_duration`` (default: the settings' for this backend).
+        """
+        if self.trace is not None:
+            raise InvalidConfig("a peak search needs an arrival process, not a trace")
+        start = start_rps if start_rps is not None else self.capacity_estimate_rps
+        assert start is not None, "the session is not started"
+        step_s = step_duration if step_duration is not None else settings.step_s(self.backend)
+
+        async def measure(rate: float) -> PeakStep:
+            return await self.measure_step(rate, step_s)
+
+        return await search_peak(
+            measure,
+            start,
+            max_steps=max_steps if max_steps is not None else settings.max_steps,
+            tolerance=settings.tolerance,
+            growth=settings.growth,
+            slo_attainment=self.cfg.slo_attainment,
+            on_step=on_step,
+        )
+
+
+async def run_loadtest(
+    cfg: LoadtestConfig,
+    *,
+    on_start: Callable[[Scheduler, Schedule], None] | None = None,
+    on_progress: Callable[[Progress, SchedulerSnapshot], None] | None = None,
+    on_peak: Callable[[PeakResult, float], None] | None = None,
+    on_step: Callable[[PeakStep], None] | None = None,
+    progress_interval: float = 0.25,
+    handle_sigint: bool = False,
+) -> tuple[dict[str, Any], SchedulerSnapshot]:
+    """Run one load test; returns the report and the final snapshot (after closing).
+
+    With ``rate_mode`` ``"auto"`` or ``"peak"`` (and no trace) a peak search
+    runs first on the same warmed scheduler (``on_step`` sees each step,
+    ``on_peak(result, rate)`` the outcome and the rate chosen); the run is
+    then at :data:`AUTO_RATE_FRACTION` of the peak (auto) or at the peak.
+    When no rate passed, it runs at the lowest rate tried. The report's
+    ``config`` then has ``peak`` (the search, see
+    :meth:`~aiosched.loadgen.peak.PeakResult.to_dict`), ``rate_fraction`` and
+    ``rate_target`` (the rate asked for; ``rate`` is the offered one).
+    """
+    session = LoadtestSession(cfg)
+    async with session:
+        extra: dict[str, Any] = {}
+        mode = cfg.mode
+        if mode == "fixed" or session.trace is not None:
+            rate = cfg.rate
+        else:
+            settings = AUTO_SEARCH if mode == "auto" else PEAK_SEARCH
+            peak = await session.find_peak(
+                settings,
+                step_duration=cfg.step_duration,
+                max_steps=cfg.search_steps,
+                on_step=on_step,
+            )
+            fraction = AUTO_RATE_FRACTION if mode == "auto" else 1.0
+            lowest = min(s.rate_rps for s in peak.steps)
+            rate = fraction * peak.peak_rps if peak.found else lowest
+            extra = {
+                "peak": peak.to_dict(),
+                "rate_fraction": fraction,
+                "rate_target": round(rate, 3),
+            }
+            if on_peak is not None:
+                on_peak(peak, rate)
+        schedule = session.schedule(rate)
+        report = await session.run(
+            schedule,
+            config=extra,
+            on_start=on_start,
+            on_progress=on_progress,
+            progress_interval=progress_interval,
+            handle_sigint=handle_sigint,
+        )
+    return report, session.scheduler.snapshot()
