@@ -22,6 +22,9 @@ from .solotable import interpolate
 
 __all__ = ["SoloPredictor"]
 
+# A latency under this fraction of its size's level is not noise: the device sped up.
+_SPED_UP = 0.5
+
 
 class SoloPredictor(Predictor):
     name = "solo"
@@ -76,6 +79,10 @@ class SoloPredictor(Predictor):
         samples = self._samples.get(key)
         if samples is None:
             samples = self._samples[key] = deque(maxlen=self.window)
+        levels = self._levels.get(model)
+        before = levels.get(batch_size) if levels else None
+        if before is not None and len(samples) >= 3 and latency < _SPED_UP * before:
+            self._rescale(model, latency / before)
         samples.append(latency)
         ordered = sorted(samples)
         rank = self.quantile * (len(ordered) - 1)
@@ -88,6 +95,17 @@ class SoloPredictor(Predictor):
         levels[batch_size] = level
         for cached in [k for k in self._cache if k[0] == model]:
             del self._cache[cached]
+
+    def _rescale(self, model: str, ratio: float) -> None:
+        """The device got much faster (a slowdown ended): every size of ``model`` is taken to
+        have sped up alike, until its own runs say otherwise. Otherwise sizes no longer
+        chosen, because they were predicted too slow, would stay predicted too slow."""
+        for (name, b), samples in self._samples.items():
+            if name == model and samples:
+                level = self._levels[model][b]
+                samples.clear()
+                samples.append(level * ratio)
+                self._levels[model][b] = level * ratio
 
     def _learn(self, execution: Execution) -> None:
         if not execution.ok or (self.solo_only and not execution.solo):
