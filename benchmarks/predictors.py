@@ -9,7 +9,7 @@ learn (with a fresh in-flight tuple, as after every start or finish), and
 size). Predict figures are split by the number in flight (1, 2, 3).
 Budgets: predict <= 10 us, learn <= 50 us.
 
-    python benchmarks/predictors.py [--json] [--repeat 3]
+    python benchmarks/predictors.py [--json] [--repeat 3] [--only overlap,solo]
 """
 
 from __future__ import annotations
@@ -82,10 +82,12 @@ def _cycle(predictor: Predictor, trace: Sequence[Execution]) -> dict[str, float]
     return row
 
 
-def measure(repeat: int) -> dict[str, dict[str, float]]:
+def measure(repeat: int, only: Sequence[str] = ()) -> dict[str, dict[str, float]]:
     traces = _traces()
     results: dict[str, dict[str, float]] = {}
     for name, factory in PREDICTORS.items():
+        if only and name not in only:
+            continue
         best: dict[str, float] = {}
         for _ in range(repeat):
             row: dict[str, float] = {}
@@ -108,9 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--only", default="", help="comma-separated predictor names (default all)")
     args = parser.parse_args(argv)
+    only = [name for name in args.only.split(",") if name]
+    unknown = sorted(set(only) - set(PREDICTORS))
+    if unknown:
+        parser.error(f"unknown predictors: {', '.join(unknown)} (known: {', '.join(PREDICTORS)})")
     calibration = _calibration()
-    results = measure(args.repeat)
+    results = measure(args.repeat, only)
     if args.json:
         out = {
             "budget_us": {"predict": PREDICT_BUDGET_US, "learn": LEARN_BUDGET_US},

@@ -161,28 +161,49 @@ def test_realized_segments_cover_the_execution() -> None:
     ]
 
 
+def by_name(x: dict[int, float], pairs: int, blocks: dict[str, int]) -> dict[object, float]:
+    """A feature vector keyed by (co-runner, feature) or ("pairs", feature), not by index."""
+    names = {i: m for m, i in blocks.items()}
+    out: dict[object, float] = {}
+    for i, v in x.items():
+        if i < pairs + 2:
+            out[("pairs", i - pairs)] = v
+        else:
+            k = (i - pairs - 2) % 3
+            out[(names[i - k], k)] = v
+    return out
+
+
 def test_overlap_features_match_the_stretch_by_stretch_definition() -> None:
-    # The predictor sums features per peer and per pair of peers; that must equal the
-    # definition, stretch by stretch, on real multi-lane traces.
+    # The predictor sums features per peer and per pair of peers, in each target's own
+    # layout; that must equal the definition, stretch by stretch, on real multi-lane traces.
     predictor = OverlapPredictor()
     worst = 0.0
+    checked = 0
     for e in sorted(trace(lanes=4, rate=400.0, duration=1.0), key=lambda e: e.end):
-        if e.ok and e.latency > 0:
-            spans = peer_spans(e, predictor._starts)
-            x, _, shares, _ = predictor._overlap_features(e, spans, None)
+        if e.ok and e.latency > 0 and e.model in predictor._targets:
+            target = predictor._targets[e.model]
+            before = dict(target.blocks)
+            x, _, shares, _ = predictor._overlap_features(e, target)
+            # Blocks are only ever added, each where it was, and the RLS has exactly those.
+            assert all(target.blocks[m] == i for m, i in before.items())
+            assert target.rls.dim == 5 + 3 * len(target.blocks)
+            space = FeatureSpace()
             expected: dict[int, float] = {}
             by_key: dict[tuple[int, int], float] = {}
             for seg in realized_segments(e, predictor._starts):
                 key = (len(e.at_dispatch), seg.known)
                 by_key[key] = by_key.get(key, 0.0) + seg.fraction
-                predictor._space.phi(
-                    ((p.model, p.batch_size) for p in seg.peers), expected, seg.fraction
-                )
-            for i in set(x) | set(expected):
-                worst = max(worst, abs(x.get(i, 0.0) - expected.get(i, 0.0)))
+                space.phi(((p.model, p.batch_size) for p in seg.peers), expected, seg.fraction)
+            got = by_name(x, 3, target.blocks)
+            want = by_name(expected, 0, {m: space.block(m) for m in space.models()})
+            for k in set(got) | set(want):
+                worst = max(worst, abs(got.get(k, 0.0) - want.get(k, 0.0)))
             for k in set(shares) | set(by_key):
                 worst = max(worst, abs(shares.get(k, 0.0) - by_key.get(k, 0.0)))
+            checked += 1
         predictor.learn(e)
+    assert checked > 100
     assert worst < 1e-9
 
 

@@ -15,7 +15,9 @@ feature vector ``phi``:
 - optionally a constant bias feature (the coarse regressions use one).
 
 Blocks are assigned as models appear, so the dimension grows; learners grow
-with it (:meth:`aiosched.predict.learners.RLS.grow`).
+with it (:meth:`aiosched.predict.learners.RLS.grow`). (The coarse predictors
+share one such space; the ``overlap`` predictor lays the same features out
+per target model, over only the co-runners that target has seen.)
 
 :func:`peer_spans` places each recorded :class:`~aiosched.timeline.Peer`
 overlap of a finished execution in time, and :func:`realized_segments` cuts

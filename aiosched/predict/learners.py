@@ -13,6 +13,7 @@ is a plain list for the predictors' pure-Python hot paths.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -111,6 +112,33 @@ class RLS:
         self._refresh_inflation()
         self.weights = theta.tolist()
 
+    def drop(self, indices: Sequence[int]) -> None:
+        """Forget weights ``indices`` entirely: the fit of the others is their marginal."""
+        keep = np.ones(self.dim, dtype=bool)
+        keep[list(indices)] = False
+        self.theta = self.theta[keep]
+        self.cov = np.ascontiguousarray(self.cov[np.ix_(keep, keep)])
+        self._lam = self._lam[keep]
+        self._refresh_inflation()
+        self.weights = self.theta.tolist()
+
+    def reset(self, start: int, stop: int) -> None:
+        """Restart weights ``start:stop`` at the prior: zero, variance ``delta``, uncorrelated.
+
+        What was learnt about them is forgotten (the others keep their marginal), so
+        the slots can stand for something new; their forgetting becomes the default.
+        """
+        self.theta[start:stop] = 0.0
+        cov = self.cov
+        cov[start:stop, :] = 0.0
+        cov[:, start:stop] = 0.0
+        for i in range(start, stop):
+            cov[i, i] = self.delta
+        if np.any(self._lam[start:stop] != self.forgetting):
+            self._lam[start:stop] = self.forgetting
+            self._refresh_inflation()
+        self.weights[start:stop] = [0.0] * (stop - start)
+
     def predict(self, x: Vector) -> float:
         return float(self.theta @ x)
 
@@ -121,18 +149,21 @@ class RLS:
         cov = self.cov
         cov *= self._inflate  # forget: old information counts for less
         px = cov @ x
-        scale = 1.0 / (1.0 + float(x @ px))
-        error = y - float(self.theta @ x)
-        self.theta += px * (scale * error)
+        root = math.sqrt(1.0 / (1.0 + float(x @ px)))
+        theta = self.theta
+        error = y - float(theta @ x)
         # u u^T with u = px sqrt(scale) is symmetric to the last bit (a product commutes
         # exactly); the textbook gain px^T form is not, and under forgetting an asymmetric
         # covariance soon stops being positive definite, and then the weights blow up.
-        u = px * math.sqrt(scale)
-        cov -= u[:, None] * u
+        # (The gain step px scale error is u root error: one array operation less.)
+        px *= root
+        cov -= px[:, None] * px
+        px *= root * error
+        theta += px
         self.updates += 1
-        if self.updates % _CAP_EVERY == 0:
+        if not self.updates % _CAP_EVERY:
             self._cap(cov)
-        self.weights = self.theta.tolist()
+        self.weights = theta.tolist()
         return error
 
     def _cap(self, cov: Vector) -> None:

@@ -19,6 +19,16 @@ every execution, solo or not, its realized overlaps included. Learning the
 solo latency only from solo runs fails under load, where almost nothing runs
 alone, not even the warm-ups of several models.
 
+Each target's fit covers only what it needs: the three solo-curve weights,
+the two pair terms, and one block of three weights per co-runner model it
+has actually run beside, added (zero weights, the prior's variance) when a
+new one first shows up. Features of models it never ran beside are zero in
+every one of its equations, so leaving them out changes nothing; what it
+saves is a fit over every registered model's block per target, which made
+memory and ``learn`` grow as the square of the number of models. Beyond
+``max_corunners`` co-runner models the least recently seen one is dropped
+(its weights marginalised out) and counts as never seen again.
+
 Two memories. When a model is always overlapped by the same number of
 co-runners (a saturated device), the data cannot tell a short solo time with
 heavy interference from a longer one with less, and under forgetting the fit
@@ -53,13 +63,16 @@ it sizes batches against deadlines. Unset, ``predict`` is the expectation.
 
 Cost. ``predict`` is dictionary look-ups and a few float operations per
 co-runner, with the projection reused for the repeated calls of one dispatch
-(the policy bisects a batch size). ``learn`` is one small RLS update (numpy,
-about 25 weights for six models) and the overlap bookkeeping in plain
-Python: per peer and per pair of peers, not per stretch.
+(the policy bisects a batch size). ``learn`` is one small RLS update (numpy:
+5 + 3k weights for k co-runner models seen, whatever the number of models
+registered; plain Python is slower even at 8 weights) and the overlap
+bookkeeping in plain Python: per peer and per pair of peers, not per stretch.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -70,12 +83,16 @@ import numpy as np
 from ..errors import InvalidConfig
 from ..timeline import Execution, Running
 from .base import Predictor
-from .features import FeatureSpace, Span, SparseVector, peer_spans
+from .features import BLOCK, SparseVector
 from .learners import RLS
 
 __all__ = ["OverlapPredictor"]
 
-_SOLO = 3  # solo-curve weights at the front of each target's RLS: [1, sqrt(b), b]
+# Each target model's RLS: [1, sqrt(b), b] of the solo curve, the two pair terms, then one
+# block [1, sqrt(b), b] per co-runner model it has run beside, in order of appearance.
+_SOLO = 3
+_PAIR = 3  # index of the pair terms: [number of pairs, sum over pairs of sqrt(b_j b_k)]
+_FIXED = 5  # weights before the first co-runner block
 
 _Plan = tuple[tuple[float, ...], tuple[float, ...], float]
 # (ends of the projected stretches, progress rate in each, rate once the known co-runners left)
@@ -90,23 +107,41 @@ _REFRESH_EVERY = 4
 class _Target:
     """What the predictor knows about one model as the batch being predicted."""
 
-    __slots__ = ("background", "beside", "contrib", "joined", "margin", "rls", "solo", "tau")
+    __slots__ = (
+        "background",
+        "blocks",
+        "contrib",
+        "joined",
+        "margin",
+        "rls",
+        "solo",
+        "tau",
+        "unseen",
+    )
 
     def __init__(self, tau: float, forgetting: float, solo_forgetting: float, delta: float) -> None:
         self.tau = tau
-        self.rls = RLS(_SOLO, forgetting, delta)
+        self.rls = RLS(_FIXED, forgetting, delta)
         self.rls.set_forgetting(0, _SOLO, solo_forgetting)
         # Before any data: a flat solo curve at the first latency seen.
         self.rls.theta[0] = 1.0
         self.rls.weights[0] = 1.0
         self.solo: dict[int, float] = {}  # cache: batch size -> solo seconds
         self.contrib: dict[tuple[str, int], float] = {}  # cache: (co-runner, b) -> share
-        self.beside: set[str] = set()  # co-runner models it has run beside
+        self.unseen: dict[int, float] = {}  # cache: b -> share of a co-runner never beside it
+        # The co-runner models it has run beside -> the index of their block in the RLS,
+        # least recently seen first.
+        self.blocks: dict[str, int] = {}
         self.margin = 0.0  # log of the factor from the expected latency to the quantile
         # Joined-later expectation per key: decayed sums of the share of time lost to
         # batches that joined later, and of the time it was measured over; and their ratio.
         self.joined: dict[_Key, list[float]] = {}
         self.background: dict[_Key, float] = {}
+
+    def stale(self) -> None:
+        """Drop the cached co-runner shares (after the weights or the blocks changed)."""
+        self.contrib.clear()
+        self.unseen.clear()
 
 
 class OverlapPredictor(Predictor):
@@ -118,7 +153,9 @@ class OverlapPredictor(Predictor):
     expectation; ``device_rate`` the step of the device factor (0 turns it
     off); ``quantile`` and ``quantile_step`` the optional quantile margin;
     ``max_slowdown`` bounds any predicted slowdown; ``default`` is the guess
-    in seconds at batch 1 for a model never seen.
+    in seconds at batch 1 for a model never seen; ``max_corunners`` bounds the
+    co-runner models each target keeps weights for (the least recently seen
+    beyond it are forgotten, and count as a model never seen beside it).
     """
 
     name = "overlap"
@@ -134,6 +171,7 @@ class OverlapPredictor(Predictor):
         quantile_step: float = 0.01,
         max_slowdown: float = 20.0,
         default: float = 0.01,
+        max_corunners: int = 32,
     ) -> None:
         super().__init__()
         if quantile is not None and not 0.0 < quantile < 1.0:
@@ -148,6 +186,8 @@ class OverlapPredictor(Predictor):
             raise InvalidConfig("max_slowdown must be > 1")
         if not (default > 0 and math.isfinite(default)):
             raise InvalidConfig("default must be a positive number of seconds")
+        if not max_corunners >= 1:
+            raise InvalidConfig("max_corunners must be >= 1")
         RLS(0, forgetting, delta).set_forgetting(0, 0, solo_forgetting)  # validates them now
         self.forgetting = forgetting
         self.solo_forgetting = solo_forgetting
@@ -158,9 +198,9 @@ class OverlapPredictor(Predictor):
         self.quantile_step = quantile_step
         self.max_slowdown = max_slowdown
         self.default = default
+        self.max_corunners = max_corunners
         self._g_max = 1.0 - 1.0 / max_slowdown
         self._device = 1.0  # device factor: latencies are learnt in units of it
-        self._space = FeatureSpace()
         self._targets: dict[str, _Target] = {}
         # Start times of recently learnt executions, to place peers inside an execution.
         self._starts: dict[int, float] = {}
@@ -180,6 +220,7 @@ class OverlapPredictor(Predictor):
             "quantile_step": self.quantile_step,
             "max_slowdown": self.max_slowdown,
             "default": self.default,
+            "max_corunners": self.max_corunners,
         }
 
     def knows(self, model: str) -> bool:
@@ -261,8 +302,7 @@ class OverlapPredictor(Predictor):
         else:
             order = sorted(running, key=_expected_end)
         w = target.rls.weights
-        p = _SOLO + self._space.pair_index
-        w_pair, w_cross = (w[p], w[p + 1]) if p + 1 < len(w) else (0.0, 0.0)
+        w_pair, w_cross = w[_PAIR], w[_PAIR + 1]
         cached = target.contrib
         rates = [0.0] * n
         # Walk back from the last to end: stretch i has co-runners i..n-1 still running.
@@ -287,19 +327,17 @@ class OverlapPredictor(Predictor):
         """``theta . phi({(other, b)})``: the share of time one co-runner takes."""
         value = target.contrib.get((other, b))
         if value is None:
-            w = target.rls.weights
-            i = self._space.known_block(other)
-            if other in target.beside and i is not None and _SOLO + i + 2 < len(w):
-                j = _SOLO + i
+            j = target.blocks.get(other)
+            if j is not None:
+                w = target.rls.weights
                 # A co-runner never speeds a batch up; the fit, extrapolated to a size it
                 # has rarely seen beside this model, may say otherwise.
                 value = max(0.0, w[j] + w[j + 1] * math.sqrt(b) + w[j + 2] * b)
             else:
                 # A co-runner model never seen beside this one: the mean of those seen.
-                seen = [c for c in target.beside if c != other]
-                value = (
-                    sum(self._contribution(target, c, b) for c in seen) / len(seen) if seen else 0.0
-                )
+                value = target.unseen.get(b)
+                if value is None:
+                    value = target.unseen[b] = _mean_share(target, b)
             target.contrib[(other, b)] = value
         return value
 
@@ -308,7 +346,10 @@ class OverlapPredictor(Predictor):
     def observe(self, model: str, batch_size: int, latency: float) -> None:
         """Fold in one solo latency (a profile entry, a solo run measured elsewhere)."""
         if latency > 0 and math.isfinite(latency):
-            self._fit(model, batch_size, latency / self._device, {})
+            target = self._targets.get(model)
+            if target is None:
+                target = self._targets[model] = self._new_target(latency / self._device)
+            self._fit(target, batch_size, latency / self._device, {})
 
     def _learn(self, execution: Execution) -> None:
         if not execution.ok:
@@ -316,123 +357,196 @@ class OverlapPredictor(Predictor):
         latency = execution.latency
         if self.quantile is not None and not execution.warmup:
             self._track_margin(execution)
-        spans = peer_spans(execution, self._starts)
         self._remember(execution.id, execution.start)
         if not (latency > 0 and math.isfinite(latency)):
             return
-        target = self._targets.get(execution.model)
-        x, joined, shares, lost = self._overlap_features(execution, spans, target)
-        if target is not None:
-            self._track_device(execution.model, execution.batch_size, latency, lost)
-        self._fit(execution.model, execution.batch_size, latency / self._device, x)
-        if target is not None:
+        model = execution.model
+        target = self._targets.get(model)
+        fresh = target is None
+        if target is None:
+            target = self._targets[model] = self._new_target(latency / self._device)
+        x, joined, shares, lost = self._overlap_features(execution, target, fresh)
+        if not fresh:
+            self._track_device(model, execution.batch_size, latency, lost)
+        self._fit(target, execution.batch_size, latency / self._device, x)
+        if not fresh:
             self._track_joined(target, joined, shares)
-        else:
-            target = self._targets[execution.model]
-        new = {s.peer.model for s in spans} - target.beside
-        if new:
-            target.beside |= new
-            target.contrib.clear()  # the stand-ins for these models are stale now
+        if len(target.blocks) > self.max_corunners:
+            self._evict(target)
+
+    def _new_target(self, tau: float) -> _Target:
+        return _Target(tau, self.forgetting, self.solo_forgetting, self.delta)
 
     def _overlap_features(
-        self, execution: Execution, spans: list[Span], target: _Target | None
+        self, execution: Execution, target: _Target, fresh: bool = False
     ) -> tuple[SparseVector, dict[_Key, float], dict[_Key, float], float]:
         """``x = sum_k f_k phi(S_k)`` over the execution, the joiners' cost by key, ``theta . x``.
 
-        The per-model features are additive over co-runners, so each peer adds
-        its overlap share times its basis; the pair terms need the time two
-        peers ran together. What batches that joined later cost (under the
-        target's current weights) is split by key: the stretches after ``i``
-        of the peers known at dispatch had finished. The last value is the
-        share of the latency the current weights put down to interference.
+        The peers are placed in time as :func:`~aiosched.predict.features.peer_spans`
+        places them. ``x`` is indexed like ``target``'s RLS; a co-runner model
+        new to it gets a block (zero weights, the prior's variance) once its
+        features are in, so that until then it counts as a model never seen
+        beside it. The per-model features are additive over co-runners, so
+        each peer adds its overlap share times its basis; the pair terms need
+        the time two peers ran together. What batches that joined later cost
+        (under the target's current weights) is split by key: the stretches
+        after ``i`` of the peers known at dispatch had finished. The last value
+        is the share of the latency the current weights put down to
+        interference. ``fresh`` (the target's first execution) skips the
+        costs: they are unused.
         """
-        start, latency = execution.start, execution.latency
-        n = len(execution.at_dispatch)
-        block = self._space.block
-        pair = self._space.pair_index
+        start, end = execution.start, execution.end
+        latency = end - start
+        at_dispatch = execution.at_dispatch
+        n = len(at_dispatch)
+        overlaps = execution.overlaps
+        if not overlaps:
+            return {}, {(n, 0): 0.0}, {(n, 0): 1.0}, 0.0
+        # Place the peers (a named tuple per peer is what made this cost).
+        known_ids = {r.id for r in at_dispatch} if n else ()
+        starts = self._starts
+        placed: list[tuple[float, float, float, bool, str, int]] = []
+        ends: list[float] = []
+        for peer in overlaps:
+            if peer.id in known_ids:
+                a = start
+                k = True
+            else:
+                t = starts.get(peer.id)
+                a = (t if t > start else start) if t is not None else end - peer.overlap
+                k = False
+            e = a + peer.overlap
+            if e > end:
+                e = end
+            if e > a:
+                b = peer.batch_size
+                placed.append((a, e, math.sqrt(b), k, peer.model, b))
+                if k:
+                    ends.append(e)
         # The known peers all start at the start, so k of them run until the
         # (n_known - k)-th of their ends.
-        bounds = [start, *sorted(s.end for s in spans if s.known), execution.end]
-        known = len(bounds) - 2
-        regions = [
-            ((n, known - i), bounds[i], bounds[i + 1])
-            for i in range(len(bounds) - 1)
-            if bounds[i + 1] > bounds[i]
-        ]
-        shares = {key: (hi - lo) / latency for key, lo, hi in regions}
+        if ends:
+            ends.sort()
+            bounds = [start, *ends, end]
+            known = len(ends)
+            regions = [
+                ((n, known - i), bounds[i], bounds[i + 1])
+                for i in range(known + 1)
+                if bounds[i + 1] > bounds[i]
+            ]
+            shares = {key: (hi - lo) / latency for key, lo, hi in regions}
+        else:
+            regions = [((n, 0), start, end)]
+            shares = {(n, 0): 1.0}
         joined = dict.fromkeys(shares, 0.0)
         x: SparseVector = {}
         lost = 0.0
-        placed = []
-        w = target.rls.weights if target is not None else []
-        p = _SOLO + pair
-        # A pair's share of time: w_pairs * 1 + w_cross * sqrt(b1 b2) (0 before it is learnt).
-        w_pair, w_cross = (w[p], w[p + 1]) if p + 1 < len(w) else (0.0, 0.0)
-        for s in spans:
-            model = s.peer.model
-            i = block(model)
-            b = s.peer.batch_size
-            r = math.sqrt(b)
-            a, e = s.start, s.end
-            placed.append((a, e, r, s.known))
+        blocks = target.blocks
+        new: dict[str, int] = {}  # co-runner models new to the target -> their block
+        reused: list[int] = []  # blocks taken over from forgotten co-runners
+        present: set[str] | None = None
+        dim = target.rls.dim
+        grown = dim
+        contribution = self._contribution
+        for a, e, r, k, model, b in placed:
             f = (e - a) / latency
+            i = blocks.pop(model, None)
+            if i is not None:
+                blocks[model] = i  # least recently seen first: it moves to the end
+            else:
+                i = new.get(model)
+                if i is None:
+                    if len(blocks) + len(new) >= self.max_corunners:
+                        # Full: the least recently seen co-runner not in this execution
+                        # gives up its block (see _evict for when there is none).
+                        if present is None:
+                            present = {p.model for p in overlaps}
+                        victim = next((c for c in blocks if c not in present), None)
+                        if victim is not None:
+                            i = blocks.pop(victim)
+                            reused.append(i)
+                    if i is None:
+                        i = grown
+                        grown += BLOCK
+                    new[model] = i
             x[i] = x.get(i, 0.0) + f
             x[i + 1] = x.get(i + 1, 0.0) + f * r
             x[i + 2] = x.get(i + 2, 0.0) + f * b
-            if target is None:
+            if fresh:
                 continue
-            h = self._contribution(target, model, b)
+            h = contribution(target, model, b)
             lost += f * h
-            if not s.known:
+            if not k:
                 h /= latency
                 for key, lo, hi in regions:
                     g = (e if e < hi else hi) - (a if a > lo else lo)
                     if g > 0:
                         joined[key] += g * h
-        for j, (a1, e1, r1, k1) in enumerate(placed):
-            for a2, e2, r2, k2 in placed[j + 1 :]:
-                lo = a1 if a1 > a2 else a2
-                hi = e1 if e1 < e2 else e2
-                if hi <= lo:
-                    continue
-                f = (hi - lo) / latency
-                rr = r1 * r2
-                x[pair] = x.get(pair, 0.0) + f
-                x[pair + 1] = x.get(pair + 1, 0.0) + f * rr
-                h = w_pair + w_cross * rr
-                lost += f * h
-                if k1 and k2:
-                    continue
-                h /= latency
-                for key, rlo, rhi in regions:
-                    g = (hi if hi < rhi else rhi) - (lo if lo > rlo else rlo)
-                    if g > 0:
-                        joined[key] += g * h
+        if len(placed) > 1:
+            w = target.rls.weights
+            # A pair's share of time: w_pairs + w_cross * sqrt(b1 b2) (0 before it is learnt).
+            w_pair, w_cross = w[_PAIR], w[_PAIR + 1]
+            for j, (a1, e1, r1, k1, _, _) in enumerate(placed):
+                for a2, e2, r2, k2, _, _ in placed[j + 1 :]:
+                    lo = a1 if a1 > a2 else a2
+                    hi = e1 if e1 < e2 else e2
+                    if hi <= lo:
+                        continue
+                    f = (hi - lo) / latency
+                    rr = r1 * r2
+                    x[_PAIR] = x.get(_PAIR, 0.0) + f
+                    x[_PAIR + 1] = x.get(_PAIR + 1, 0.0) + f * rr
+                    h = w_pair + w_cross * rr
+                    lost += f * h
+                    if k1 and k2:
+                        continue
+                    h /= latency
+                    for key, rlo, rhi in regions:
+                        g = (hi if hi < rhi else rhi) - (lo if lo > rlo else rlo)
+                        if g > 0:
+                            joined[key] += g * h
+        if new:
+            blocks.update(new)
+            rls = target.rls
+            for i in reused:
+                rls.reset(i, i + BLOCK)
+            rls.grow(grown)
+            target.stale()  # the stand-ins for these models are stale now
         return x, joined, shares, lost
 
-    def _fit(self, model: str, b: int, latency: float, x: SparseVector) -> None:
-        """One RLS step on ``W(b) / latency + theta . x = 1`` for ``model``."""
-        target = self._targets.get(model)
-        if target is None:
-            target = self._targets[model] = _Target(
-                latency, self.forgetting, self.solo_forgetting, self.delta
-            )
-        dim = self._space.dim
-        z = np.zeros(_SOLO + dim)
+    def _evict(self, target: _Target) -> None:
+        """Forget the least recently seen co-runner models beyond ``max_corunners``.
+
+        A new co-runner normally takes over the block of the least recently
+        seen one; only when all of them ran beside this very execution does the
+        fit grow past the bound, until this brings it back after the update.
+        """
+        blocks = target.blocks
+        victims = list(itertools.islice(blocks, len(blocks) - self.max_corunners))
+        indices = sorted(blocks.pop(c) for c in victims)
+        target.rls.drop([i + k for i in indices for k in range(BLOCK)])
+        for c, i in blocks.items():
+            blocks[c] = i - BLOCK * bisect.bisect_left(indices, i)
+        target.stale()
+        self._plan_key = (None, math.nan, "")
+
+    def _fit(self, target: _Target, b: int, latency: float, x: SparseVector) -> None:
+        """One RLS step on ``W(b) / latency + theta . x = 1`` for ``target``."""
+        rls = target.rls
         scale = target.tau / latency
+        z = [0.0] * rls.dim  # filled as a list: setting numpy items one by one costs more
         z[0] = scale
         z[1] = scale * math.sqrt(b)
         z[2] = scale * b
         for i, v in x.items():
-            z[_SOLO + i] = v
-        rls = target.rls
-        rls.update(z, 1.0)
-        if rls.updates <= _EXACT_UPDATES or rls.updates % _REFRESH_EVERY == 0:
+            z[i] = v
+        rls.update(np.array(z), 1.0)
+        if rls.updates <= _EXACT_UPDATES or not rls.updates % _REFRESH_EVERY:
             # One update moves the weights by little once they have settled: the cached
             # solo times and co-runner shares are refreshed every few updates, which keeps
             # predictions after a learn (and the learn itself) cheap.
             target.solo.clear()
-            target.contrib.clear()
+            target.stale()
             self._plan_key = (None, math.nan, "")
 
     def _track_joined(
@@ -487,6 +601,21 @@ class OverlapPredictor(Predictor):
         self._start_order.append(ident)
         if len(self._start_order) > 512:
             self._starts.pop(self._start_order.popleft(), None)
+
+
+def _mean_share(target: _Target, b: int) -> float:
+    """The mean over the target's co-runner models of the share one batch of ``b`` takes."""
+    blocks = target.blocks
+    if not blocks:
+        return 0.0
+    w = target.rls.weights
+    root = math.sqrt(b)
+    total = 0.0
+    for j in blocks.values():
+        share = w[j] + w[j + 1] * root + w[j + 2] * b
+        if share > 0.0:  # each as _contribution has it: never below zero
+            total += share
+    return total / len(blocks)
 
 
 def _expected_end(r: Running) -> float:
