@@ -771,6 +771,10 @@ class _View:
     def lanes(self) -> int:
         return sum(self._s._lane_alive)
 
+    @property
+    def colocation_cost(self) -> float:
+        return self._s._backend.colocation_cost
+
     def free_lanes(self) -> list[int]:
         return self._s.free_lanes()
 

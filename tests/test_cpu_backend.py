@@ -36,7 +36,9 @@ def test_results_match_running_the_model_alone() -> None:
 
 def test_two_models_run_on_two_lanes_at_once() -> None:
     async def main() -> None:
-        async with aiosched.Scheduler("cpu", lanes=2, best_effort=True) as sched:
+        # fifo uses every free lane; the default policy, on two lanes that take both cores,
+        # starts one at a time until running beside has been seen to pay.
+        async with aiosched.Scheduler("cpu", lanes=2, policy="fifo", best_effort=True) as sched:
             sched.register("cnn", tiny_cnn(), max_batch_size=4, input_shape=(3, 32, 32))
             sched.register("mlp", tiny_mlp(), max_batch_size=4, input_shape=(16,))
             await sched.ready()

@@ -42,6 +42,11 @@ class Backend(abc.ABC):
     """A device and its lanes."""
 
     name: str = "backend"
+    #: How much more work per second co-located lanes must be seen to get through, beyond
+    #: what the policy asks anyway, before running batches beside each other is worth it
+    #: here (a fraction). The cpu backend sets it where its lanes take every core, which
+    #: they then share with the event loop and the application's own threads.
+    colocation_cost: float = 0.0
     #: Completion times come from the backend's own clock (``default_clock``), so the
     #: scheduler may not be given another one.
     owns_clock: bool = False

@@ -90,6 +90,8 @@ class CpuBackend(Backend):
             raise InvalidConfig("threads_per_lane must be >= 1")
         cores = os.cpu_count() or 1
         self.threads_per_lane = threads_per_lane or max(1, cores // lanes)
+        if lanes > 1 and lanes * self.threads_per_lane >= cores:
+            self.colocation_cost = 0.25
         self._threads: list[LaneThread] = []
         self._clock: Clock | None = None
 

@@ -51,6 +51,10 @@ class DispatchView(Protocol):
     def lanes(self) -> int:
         """Lanes still alive (busy or idle)."""
 
+    @property
+    def colocation_cost(self) -> float:
+        """The backend's :attr:`~aiosched.backends.base.Backend.colocation_cost`."""
+
     def free_lanes(self) -> list[int]: ...
 
     def dispatch(

@@ -90,6 +90,10 @@ class EdfPolicy(Policy):
         admission: bool = True,
         shed: bool = True,
         colocation_gain: float = 0.05,
+        rescue: bool = False,
+        pairs: bool = True,
+        realized_gain: float = 0.1,
+        explore_every: float = 30.0,
         lookahead: int = 4,
         probe_interval: float = 0.05,
         max_probe_interval: float = 0.25,
@@ -110,6 +114,16 @@ class EdfPolicy(Policy):
         self.admission = admission
         self.shed = shed
         self.colocation_gain = colocation_gain
+        self.rescue = rescue
+        self.pairs = pairs
+        self.realized_gain = realized_gain
+        self.explore_every = explore_every
+        self._efficiency = _RealizedEfficiency()
+        self._colocating = True  # co-location is allowed (it has paid, or is being tried)
+        self._decided_at: float | None = None
+        # (time, execution id, partner size): an execution sized to run beside a partner
+        # dispatched at the same moment, which that partner therefore does not harm.
+        self._paired: tuple[float, int, int] | None = None
         self.lookahead = lookahead
         self.probe_interval = probe_interval
         self.max_probe_interval = max_probe_interval
@@ -132,6 +146,9 @@ class EdfPolicy(Policy):
 
     def bind(self, view: DispatchView) -> None:
         self._view = view
+        # Where co-location must also pay for the host (a CPU whose cores all go to lanes),
+        # start one at a time and let exploration show whether running beside pays.
+        self._colocating = view.colocation_cost == 0
 
     def admit(self, queue: ModelQueue, deadline: float, now: float) -> AioschedError | None:
         p1 = self._alone.get(queue.name)
@@ -157,6 +174,10 @@ class EdfPolicy(Policy):
             self._alone[name] = view.predictor.predict(name, 1, (), execution.end)
         if execution.warmup:
             return
+        if view is not None:
+            solo = view.predictor.predict(name, execution.batch_size, (), execution.start)
+            self._efficiency.add(execution, solo)
+            self._judge_colocation(execution.end)
         interval = self._interval.get(name, self.probe_interval)
         if execution.latency < _FASTER * execution.predicted:
             interval = self.probe_interval
@@ -164,6 +185,23 @@ class EdfPolicy(Policy):
             interval = min(2 * interval, self.max_probe_interval)
         self._probing.discard(name)
         self._interval[name] = interval
+
+    def _judge_colocation(self, now: float) -> None:
+        """Keep co-locating while running beside others has really paid (realized, not
+        predicted: what the predictor cannot see, such as the host's own threads competing
+        for a CPU's cores, shows here); stop otherwise, and try again now and then."""
+        e = self._efficiency
+        if self._decided_at is None:
+            self._decided_at = now
+        if self._colocating:
+            cost = self._view.colocation_cost if self._view is not None else 0.0
+            if e.evidence >= _EVIDENCE and e.gain() < 1.0 + self.realized_gain + cost:
+                self._colocating = False
+                self._decided_at = now
+        elif now - self._decided_at >= self.explore_every:
+            self._colocating = True
+            self._decided_at = now
+            e.forget_colocated()
 
     def _probe_due(self, name: str, now: float, last: dict[str, float]) -> bool:
         seen = max(self._evidence.get(name, -math.inf), last.get(name, -math.inf))
@@ -178,14 +216,17 @@ class EdfPolicy(Policy):
         while True:
             running = view.running
             lanes = view.free_lanes()
-            capped = self.max_concurrency is not None and len(running) >= self.max_concurrency
+            capped = (
+                self.max_concurrency is not None and len(running) >= self.max_concurrency
+            ) or (bool(running) and not self._colocating)
             can_start = bool(lanes) and not capped
             best: ModelQueue | None = None
             best_slack = math.inf
             wake = retry
             probe: ModelQueue | None = None
+            idle = can_start and not running  # a lockout leaves the device idle: probe then
             for queue in view.queues:
-                head, p1, enforced, probe_now = self._feasible_head(view, queue, can_start)
+                head, p1, enforced, probe_now = self._feasible_head(view, queue, idle)
                 if head is None:
                     continue
                 if probe_now:
@@ -206,12 +247,42 @@ class EdfPolicy(Policy):
             if best is None or not can_start:
                 break
             batch = self._batch(view, best, running)
+            pair = None
+            if not running and len(lanes) > 1 and self.pairs and self._colocating:
+                pair = self._pair(view, best, batch, lanes[1])
+                batch = pair or batch
             if running and not self._pays_beside(view, best, batch, lanes[0], running):
                 held.add(best.name)
                 continue
             if view.dispatch(best, batch.size, lanes[0], batch.predicted, batch.skip) == 0:
                 held.add(best.name)
+            elif pair is not None and view.running:
+                self._paired = (now, view.running[-1].id, pair.size)
         return wake if math.isfinite(wake) else None
+
+    def _pair(
+        self, view: DispatchView, queue: ModelQueue, solo: _Batch, other_lane: int
+    ) -> _Batch | None:
+        """Under load, two batches started together, each sized for the other beside it, when
+        the predicted throughput of the pair beats one batch at a time; else ``None``.
+
+        Once the device is saturated, a batch sized to run alone leaves no room for a second
+        one beside it (it would be late), so co-location would never start, however much it
+        pays: the pair is sized for it from the start.
+        """
+        cap = queue.spec.max_batch_size
+        if len(queue) < solo.skip + 2 * min(cap, solo.size + 1):
+            return None  # not enough queued for two batches larger than one alone
+        now = view.now
+        partner = Running(
+            -2, queue.name, min(cap, solo.size), other_lane, now, now + 2 * solo.predicted
+        )
+        pair = self._batch(view, queue, (partner,))
+        if pair.size < 1 or len(queue) < pair.skip + 2 * pair.size:
+            return None
+        solo_rate = solo.size / solo.predicted
+        pair_rate = 2 * pair.size / pair.predicted
+        return pair if pair_rate > (1.0 + self.colocation_gain) * solo_rate else None
 
     def _feasible_head(
         self, view: DispatchView, queue: ModelQueue, can_start: bool
@@ -320,10 +391,14 @@ class EdfPolicy(Policy):
             -1, queue.name, batch.size, lane, now, now + batch.predicted, batch.deadline
         )
         stretched = now
+        paired = self._paired
         for r in running:
             left = r.expected_end - now
             if left <= 0:
                 continue  # overran its prediction: its end is unknown
+            if paired is not None and paired[:2] == (now, r.id) and batch.size <= paired[2]:
+                stretched = max(stretched, r.expected_end)
+                continue  # sized for this partner
             others = [o for o in running if o is not r]
             alone = predict(r.model, r.batch_size, others, now)
             beside = predict(r.model, r.batch_size, [*others, candidate], now)
@@ -339,7 +414,55 @@ class EdfPolicy(Policy):
         concurrent = max(now + batch.predicted, stretched)
         if concurrent - now <= (1.0 - self.colocation_gain) * (serial - now):
             return True  # the device gets through the work sooner with both running
-        return free_at + later > batch.deadline  # waiting would cost its deadline
+        return self.rescue and free_at + later > batch.deadline  # waiting would cost it
+
+
+_EVIDENCE = 20.0  # co-located executions' worth of evidence before judging co-location
+
+
+class _RealizedEfficiency:
+    """How much work the device got through per second when batches ran beside others,
+    relative to when they ran alone: decayed sums of predicted solo latency against each
+    execution's share of device time (latency over the mean number running during it).
+
+    Two batches that each run ``s`` times slower beside the other give ``2 / s``; the
+    predictor's bias cancels in the ratio of the co-located to the solo figure.
+    """
+
+    __slots__ = ("_co", "_solo", "evidence")
+
+    def __init__(self) -> None:
+        self._co = [0.0, 0.0]  # decayed sums: predicted solo seconds, device-time seconds
+        self._solo = [0.0, 0.0]
+        self.evidence = 0.0  # decayed count of co-located executions
+
+    def add(self, execution: Execution, solo: float) -> None:
+        latency = execution.latency
+        if not (latency > 0 and solo > 0 and math.isfinite(solo)):
+            return
+        if execution.solo:
+            sums = self._solo
+        else:
+            sums = self._co
+            self.evidence = self.evidence * _DECAY + 1.0
+        running = 1.0 + sum(p.overlap for p in execution.overlaps) / latency
+        sums[0] = sums[0] * _DECAY + solo
+        sums[1] = sums[1] * _DECAY + latency / running
+
+    def gain(self) -> float:
+        if not self._co[1] > 0:
+            return math.inf
+        co = self._co[0] / self._co[1]
+        # With nothing seen alone (a saturated device), the predictor's solo latency is the
+        # reference as it stands.
+        return co / (self._solo[0] / self._solo[1]) if self._solo[1] > 0 else co
+
+    def forget_colocated(self) -> None:
+        self._co = [0.0, 0.0]
+        self.evidence = 0.0
+
+
+_DECAY = 0.98
 
 
 class _SoloCurve:
