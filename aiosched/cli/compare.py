@@ -229,7 +229,8 @@ async def run_compare(
             base_peak = first.peak_rps if first.found else None
         first_session = sessions[spec.contenders[0]]
         runs: list[dict[str, Any]] = []
-        for r in spec.rates:
+        n = len(spec.contenders)
+        for k, r in enumerate(spec.rates):
             if not r.absolute and base_peak is None:
                 who = spec.peak_of[0].label
                 raise InvalidConfig(
@@ -239,7 +240,11 @@ async def run_compare(
             rate = r.rps(base_peak)
             schedule = first_session.schedule(rate)  # one schedule: identical arrivals for all
             done: list[tuple[Contender, Mapping[str, Any]]] = []
-            for c in spec.contenders:
+            # Rotate who goes first from rate to rate: on a real machine the first run after
+            # the others' did measurably worse (same policy, same arrivals), so a fixed order
+            # would hand one contender that handicap at every rate.
+            order = spec.contenders[k % n :] + spec.contenders[: k % n]
+            for c in order:
                 extra: dict[str, Any] = {"rate_mode": "compare", "rate_spec": r.text}
                 if base_peak is not None:
                     extra["peak_rps"] = round(base_peak, 3)
@@ -255,6 +260,7 @@ async def run_compare(
                 done.append((c, report))
                 if on_run is not None:
                     on_run(c, rate, report)
+            done.sort(key=lambda item: spec.contenders.index(item[0]))
             if on_rate is not None:
                 on_rate(rate, r, done)
         config = _config_section(spec, backend, first_session)

@@ -3,6 +3,9 @@
 - ``experiment predictors``: every predictor's error on a recorded workload
   (the paper's Fig. 5) and their recovery from drift
   (:mod:`aiosched.experiments.predictors`).
+- ``experiment recovery``: attainment after a slowdown on sim, per predictor
+  with admission: whether admission locks the scheduler out
+  (:mod:`aiosched.experiments.recovery`).
 - ``experiment deadlines``: the scheduler with one predictor against
   another on the same arrivals (:mod:`aiosched.experiments.deadlines`).
 - ``experiment colocation``: p99 latency against 1..k co-located tasks of one
@@ -221,6 +224,58 @@ def register(app: typer.Typer) -> None:
         )
         _write(json_path, data, console)
 
+    @experiment.command()
+    def recovery(
+        rate: Annotated[float, typer.Option("--rate", min=0.001, help="Requests/s.")] = 600.0,
+        deadline: Annotated[
+            float, typer.Option("--deadline", min=1e-6, help="Milliseconds.")
+        ] = 50.0,
+        slowdown: Annotated[
+            float, typer.Option("--slowdown", min=1.0, help="How many times slower.")
+        ] = 20.0,
+        slow_at: Annotated[float, typer.Option("--slow-at", min=0.0, help="Seconds.")] = 2.0,
+        slow_for: Annotated[float, typer.Option("--slow-for", min=0.001, help="Seconds.")] = 1.0,
+        duration: Annotated[float, typer.Option("--duration", min=0.1, help="Seconds.")] = 10.0,
+        predictors: Annotated[
+            str | None, typer.Option("--predictors", help="Comma-separated; default: all.")
+        ] = None,
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="Write the results here.")
+        ] = None,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the arrivals.")] = 0,
+    ) -> None:
+        """Sim: attainment after a slowdown, per predictor with admission (does it lock out?)."""
+        from rich.console import Console
+
+        from ..errors import InvalidConfig
+        from ..experiments.recovery import PREDICTORS, RecoveryConfig, run
+        from ..predict import make_predictor
+
+        if json_path is not None:
+            check_writable(json_path, "--json")
+        names = PREDICTORS if predictors is None else name_list(predictors, "--predictors")
+        config = RecoveryConfig(
+            rate=rate,
+            deadline=deadline / 1e3,
+            slowdown=slowdown,
+            slow_at=slow_at,
+            slow_for=slow_for,
+            duration=duration,
+            predictors=tuple(names),
+            seed=seed,
+        )
+        try:
+            config.validate()
+            for name in names:
+                make_predictor(name)
+        except InvalidConfig as exc:
+            raise typer.BadParameter(str(exc)) from None
+        console = Console()
+        with console.status("running"):
+            data = run(config)
+        console.print(recovery_table(data))
+        _write(json_path, data, console)
+
 
 def task_counts(value: str) -> tuple[int, ...]:
     """``"8"`` -> ``(1, ..., 8)``; ``"1,2,4"`` -> ``(1, 2, 4)``."""
@@ -405,4 +460,29 @@ def colocation_table(data: dict[str, Any]) -> Table:
             [_num(row["samples_per_s"]), str(row["batches"])] if samples else [str(row["batches"])]
         )
         table.add_row(*cells)
+    return table
+
+
+def recovery_table(data: dict[str, Any]) -> Table:
+    from rich.table import Table
+
+    c = data["config"]
+    table = Table(
+        title=(
+            f"{c['model']} at {c['rate']:g}/s, {c['deadline'] * 1e3:g} ms deadline, "
+            f"{c['slowdown']:g}x slower from {c['slow_at']:g} s for {c['slow_for']:g} s "
+            f"(sim, {c['lanes']} lanes)"
+        )
+    )
+    for column in ("predictor", "admission", "met after", "recovered after s", "met overall"):
+        table.add_column(column, justify="left" if column == "predictor" else "right")
+    for run in data["runs"]:
+        rec = run["recovered_after_s"]
+        table.add_row(
+            run["predictor"],
+            "yes" if run["admission"] else "no",
+            f"{run['met_after_slowdown'] * 100:.1f} %",
+            "never" if rec is None else f"{rec:.2f}",
+            f"{run['met'] * 100:.1f} %",
+        )
     return table

@@ -27,7 +27,7 @@ from ..scheduler import DEFAULT_PREDICTOR, Scheduler
 
 __all__ = ["RecoveryConfig", "run", "run_one"]
 
-PREDICTORS = (DEFAULT_PREDICTOR, "overlap", "solo", "static", "ewma", "sgd", "rls")
+PREDICTORS = (DEFAULT_PREDICTOR, "overlap", "solo", "static", "ewma", "sgd", "rls", "oracle")
 
 
 @dataclass(frozen=True)

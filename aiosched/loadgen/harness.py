@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import signal
 from collections.abc import Callable, Iterator, Mapping
@@ -396,6 +397,7 @@ class LoadtestSession:
         the backend, the offered rate and ``rate_mode``).
         """
         sched = self.scheduler
+        gc.collect()  # the previous run's garbage is not this run's to collect
         before = sched.snapshot()
         last_id = _last_id(sched)
 
