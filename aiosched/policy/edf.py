@@ -73,11 +73,17 @@ class EdfPolicy(Policy):
     """EDF sized and co-located for goodput, with early rejection and probes (see module doc).
 
     ``max_concurrency`` caps the executions in flight (``None``: the lanes).
-    ``admission`` rejects at ``infer()`` what cannot make it even alone;
+    ``admission`` rejects at ``infer()`` what cannot make it even alone.
     ``shed`` lets a batch pass over urgent requests when that meets more
-    deadlines (``None``: except on a backend whose lanes share the host's cores); ``colocation_gain`` is the fraction by which running beside
-    others must shorten the predicted makespan (``0.05``: 5 %); ``lookahead``
-    is how many batches' worth of the queue the shedding decision simulates.
+    deadlines (``None``: except on a backend whose lanes share the host's
+    cores). ``colocation_gain`` is the fraction by which running beside others
+    must shorten the predicted makespan (``0.05``: 5 %); ``pairs`` starts two
+    batches sized for each other under load; ``realized_gain`` is the measured
+    gain co-location must keep showing (plus the backend's
+    ``colocation_cost``), retried every ``explore_every`` seconds under light
+    load; ``rescue`` starts a batch beside others when waiting would cost its
+    deadline even though it does not pay; ``lookahead`` is how many batches'
+    worth of the queue the shedding decision simulates.
     """
 
     name = "edf"
@@ -204,7 +210,9 @@ class EdfPolicy(Policy):
             if e.evidence >= _EVIDENCE and e.gain() < 1.0 + self.realized_gain + cost:
                 self._colocating = False
                 self._decided_at = now
-        elif now - self._decided_at >= self.explore_every * (4.0 if cost > 0 else 1.0):
+        elif now - self._decided_at >= self.explore_every * (4.0 if cost > 0 else 1.0) and (
+            self._view is None or all(len(q) < q.spec.max_batch_size for q in self._view.queues)
+        ):  # try again only under light load, where a wrong try costs little
             self._colocating = True
             self._decided_at = now
             e.forget_colocated()
@@ -286,6 +294,9 @@ class EdfPolicy(Policy):
         pair = self._batch(view, queue, (partner,))
         if pair.size < 1 or len(queue) < pair.skip + 2 * pair.size:
             return None
+        alone = view.predictor.predict(queue.name, pair.size, (), now)
+        if not pair.predicted > alone:
+            return None  # a predictor blind to co-location cannot tell whether a pair pays
         solo_rate = solo.size / solo.predicted
         pair_rate = 2 * pair.size / pair.predicted
         return pair if pair_rate > (1.0 + self.colocation_gain) * solo_rate else None

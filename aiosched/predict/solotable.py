@@ -104,6 +104,13 @@ class SoloTable:
             self._put(model, b, latency, 1)
             return
         counts = self._counts[model]
+        if counts[b] >= 3 and latency < 0.5 * levels[b]:
+            # Not noise: the device sped up (a slowdown ended). Every size is taken to have
+            # sped up alike, or sizes no longer chosen because they were predicted too slow
+            # would stay predicted too slow.
+            ratio = latency / levels[b]
+            for size in levels:
+                levels[size] *= ratio
         counts[b] += 1
         levels[b] += max(self.rate, 1.0 / counts[b]) * (latency - levels[b])
         self._cache.pop(model, None)
