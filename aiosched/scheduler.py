@@ -768,10 +768,6 @@ class _View:
         return self._s._best_effort
 
     @property
-    def lanes(self) -> int:
-        return sum(self._s._lane_alive)
-
-    @property
     def colocation_cost(self) -> float:
         return self._s._backend.colocation_cost
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
+import aiosched
 from aiosched.backends.sim import SimBackend, SimModel
+from aiosched.timeline import Running
 
 
 def flat_model(latency: float = 0.010, per_item: float = 0.0, **kw: object) -> SimModel:
@@ -27,3 +29,27 @@ def no_leaked_threads() -> Iterator[None]:
     yield
     leaked = [t.name for t in threading.enumerate() if t.name.startswith("aiosched-")]
     assert not leaked, f"threads outlived their scheduler: {leaked}"
+
+
+class ToyPredictor(aiosched.Predictor):
+    """Knows the truth of a toy device: any co-runner multiplies a batch's latency by
+    ``factor``; ``solo`` gives each model's latency alone (10 ms for any other)."""
+
+    name = "toy"
+
+    def __init__(self, factor: float = 2.0, solo: dict[str, float] | None = None) -> None:
+        super().__init__()
+        self.factor = factor
+        self.solo = solo or {}
+
+    def predict(self, model: str, batch_size: int, running: Sequence[Running], now: float) -> float:
+        return self.solo.get(model, 0.010) * (self.factor if running else 1.0)
+
+    def _learn(self, execution: aiosched.Execution) -> None:
+        pass
+
+    def knows(self, model: str) -> bool:
+        return True
+
+    def params(self) -> dict[str, object]:
+        return {"factor": self.factor, "solo": self.solo}

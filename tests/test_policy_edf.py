@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
 
 import pytest
 
@@ -16,7 +15,7 @@ from aiosched.experiments.recovery import RecoveryConfig, run_one
 from aiosched.queue import ModelQueue, Request
 from aiosched.spec import ModelSpec
 from aiosched.telemetry.stats import ModelCounters
-from aiosched.timeline import Running
+from tests.conftest import ToyPredictor
 
 
 def _model(noise: float = 0.0, **kw: float) -> SimModel:
@@ -93,36 +92,13 @@ def test_a_passed_over_request_is_told_it_was_shed_for_throughput() -> None:
     assert "shed for throughput" in outcomes[0]
 
 
-class _Toy(aiosched.Predictor):
-    """The truth of a toy device: co-running multiplies every latency by ``factor``."""
-
-    name = "toy"
-
-    def __init__(self, factor: float = 2.0, solo: dict[str, float] | None = None) -> None:
-        super().__init__()
-        self.factor = factor
-        self.solo = solo or {}
-
-    def predict(self, model: str, batch_size: int, running: Sequence[Running], now: float) -> float:
-        return self.solo.get(model, 0.010) * (self.factor if running else 1.0)
-
-    def _learn(self, execution: aiosched.Execution) -> None:
-        pass
-
-    def knows(self, model: str) -> bool:
-        return True
-
-    def params(self) -> dict[str, object]:
-        return {"factor": self.factor, "solo": self.solo}
-
-
 @pytest.mark.parametrize(("factor", "overlap"), [(2.0, False), (1.9, False), (1.2, True)])
 def test_colocation_only_where_it_shortens_the_work(factor: float, overlap: bool) -> None:
     models = {"a": SimModel(0.010, 0.0, noise=0.0, sensitivity=0.0)}
 
     async def main() -> int:
         backend = SimBackend(lanes=2, models=models)
-        async with aiosched.Scheduler(backend, predictor=_Toy(factor=factor)) as sched:
+        async with aiosched.Scheduler(backend, predictor=ToyPredictor(factor=factor)) as sched:
             sched.register("a", max_batch_size=1, warmup=False)
             first = asyncio.create_task(sched.infer("a", 1, deadline=1.0))
             await asyncio.sleep(0.001)
@@ -140,7 +116,7 @@ def test_with_rescue_it_runs_beside_when_waiting_would_cost_the_deadline() -> No
         "long": SimModel(0.050, 0.0, noise=0.0, sensitivity=0.0),
         "a": SimModel(0.010, 0.0, noise=0.0, sensitivity=0.0),
     }
-    toy = _Toy(factor=1.9, solo={"long": 0.050, "a": 0.010})
+    toy = ToyPredictor(factor=1.9, solo={"long": 0.050, "a": 0.010})
 
     async def main() -> tuple[int, bool]:
         backend = SimBackend(lanes=2, models=models)
@@ -233,7 +209,9 @@ def test_colocation_stops_when_it_does_not_really_pay() -> None:
     async def main() -> tuple[int, int]:
         backend = SimBackend(lanes=2, models=models)
         policy = aiosched.EdfPolicy(explore_every=1e9)
-        async with aiosched.Scheduler(backend, policy=policy, predictor=_Toy(factor=1.0)) as s:
+        async with aiosched.Scheduler(
+            backend, policy=policy, predictor=ToyPredictor(factor=1.0)
+        ) as s:
             s.register("a", max_batch_size=1, warmup=False)
             calls = []
             for _ in range(400):

@@ -12,7 +12,7 @@ import torch
 import aiosched
 from aiosched import simtime
 from aiosched.backends.sim import SimBackend, SimModel
-from tests.conftest import flat_model, sim
+from tests.conftest import ToyPredictor, flat_model, sim
 
 
 def test_infer_returns_own_output_after_model_latency() -> None:
@@ -456,29 +456,6 @@ def test_good_input_survives_a_failed_batch_whose_bad_caller_went_away() -> None
     simtime.run(main())
 
 
-class _CrowdedPredictor(aiosched.Predictor):
-    """Knows the truth of a toy device: any co-runner doubles a batch's latency."""
-
-    name = "crowded"
-
-    def __init__(self, solo: float = 0.010, factor: float = 2.0) -> None:
-        super().__init__()
-        self.solo = solo
-        self.factor = factor
-
-    def predict(self, model: str, batch_size: int, running: object, now: float) -> float:
-        return self.solo * (self.factor if running else 1.0)
-
-    def _learn(self, execution: aiosched.Execution) -> None:
-        pass
-
-    def knows(self, model: str) -> bool:
-        return True
-
-    def params(self) -> dict[str, object]:
-        return {"solo": self.solo, "factor": self.factor}
-
-
 def test_a_batch_waits_rather_than_make_a_running_one_late() -> None:
     # Co-running doubles latency (10 -> 20 ms). "a" (deadline 15 ms) runs; a "b" request with
     # a 100 ms deadline waits for it instead of pushing it to ~20 ms. A predictor blind to
@@ -490,7 +467,7 @@ def test_a_batch_waits_rather_than_make_a_running_one_late() -> None:
 
     async def main(blind: bool) -> tuple[bool, float]:
         backend = SimBackend(lanes=2, models=models)
-        predictor = _CrowdedPredictor(factor=1.0 if blind else 2.0)
+        predictor = ToyPredictor(factor=1.0 if blind else 2.0)
         async with aiosched.Scheduler(backend, predictor=predictor) as s:
             s.register("a", warmup=False)
             s.register("b", warmup=False)
@@ -592,7 +569,7 @@ def test_an_unknown_model_past_its_deadline_does_not_spin_the_dispatcher() -> No
 
 
 def test_a_predictor_that_raises_fails_the_requests_instead_of_stranding_them() -> None:
-    class Broken(_CrowdedPredictor):
+    class Broken(ToyPredictor):
         def predict(self, model: str, batch_size: int, running: object, now: float) -> float:
             raise RuntimeError("predictor bug")
 

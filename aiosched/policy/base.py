@@ -48,10 +48,6 @@ class DispatchView(Protocol):
     def best_effort(self) -> bool: ...
 
     @property
-    def lanes(self) -> int:
-        """Lanes still alive (busy or idle)."""
-
-    @property
     def colocation_cost(self) -> float:
         """The backend's :attr:`~aiosched.backends.base.Backend.colocation_cost`."""
 
