@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .spec import ModelSpec
 from .telemetry.stats import ModelCounters
+
+if TYPE_CHECKING:
+    from .ready import ReadyQueues
 
 __all__ = ["ModelQueue", "Request"]
 
@@ -68,13 +71,18 @@ class Request:
 class ModelQueue:
     """Pending requests of one model. ``len()`` counts live (queued, not cancelled) requests."""
 
-    __slots__ = ("_by_deadline", "_heap", "_live", "spec")
+    __slots__ = ("_by_deadline", "_heap", "_indexed", "_live", "_ready", "_version", "spec")
 
     def __init__(self, spec: ModelSpec, order: Literal["deadline", "arrival"] = "deadline") -> None:
         self.spec = spec
         self._by_deadline = order == "deadline"
         self._heap: list[tuple[float, int, Request]] = []
         self._live = 0
+        # The scheduler's index of ready queues (once the model is warm), the key it holds
+        # for this queue's head (None: not in it) and the version of that entry.
+        self._ready: ReadyQueues | None = None
+        self._indexed: float | None = None
+        self._version = 0
 
     @property
     def name(self) -> str:
@@ -86,11 +94,20 @@ class ModelQueue:
     def __bool__(self) -> bool:
         return self._live > 0
 
+    def key(self, request: Request) -> float:
+        """Where ``request`` stands in this queue: its deadline, or its arrival under FIFO."""
+        return request.deadline if self._by_deadline else float(request.seq)
+
     def push(self, request: Request) -> None:
         key = request.deadline if self._by_deadline else float(request.seq)
         request.state = QUEUED
         heapq.heappush(self._heap, (key, request.seq, request))
         self._live += 1
+        ready = self._ready
+        if ready is not None:
+            indexed = self._indexed
+            if indexed is None or key < indexed:
+                ready.note(self, key, request.seq)
 
     def peek(self) -> Request | None:
         heap = self._heap

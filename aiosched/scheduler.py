@@ -19,7 +19,7 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, TracebackType
@@ -44,6 +44,7 @@ from .errors import (
 from .policy import Policy, make_policy
 from .predict import Predictor, Profile, make_predictor
 from .queue import QUEUED, SETTLED, ModelQueue, Request
+from .ready import ReadyQueues
 from .spec import ModelSpec
 from .telemetry.snapshot import LaneSnapshot, LatencySummary, ModelSnapshot, SchedulerSnapshot
 from .telemetry.stats import ModelCounters
@@ -127,6 +128,10 @@ class Scheduler:
         self._drain = bool(drain)
         self._warmup_repeats = warmup_repeats
         self._models: dict[str, _Model] = {}
+        # The queues of warm models, most urgent head first; and the models still warming
+        # up. Neither is ever scanned in full per step: 1000 models must cost no more.
+        self._ready = ReadyQueues()
+        self._cold: dict[str, _Model] = {}
         self._timeline = Timeline(keep=keep_executions)
         n = self._backend.lanes
         self._lane_running: list[Running | None] = [None] * n
@@ -202,8 +207,7 @@ class Scheduler:
                 for model in self._models.values():
                     for request in model.queue.pop_all():
                         self._reject(request, SchedulerClosed("scheduler closed before it ran"))
-            for model in self._models.values():
-                model.warmup_plan.clear()
+            self._cancel_warmups()
             if self._task is not None:
                 self._wake()
                 await self._task
@@ -258,12 +262,16 @@ class Scheduler:
             entry.warmup_plan.extend([0, *[b for b in sizes for _ in range(self._warmup_repeats)]])
         entry.checks_input = spec.checks_tensors
         self._models[name] = entry
+        if entry.warm:
+            self._ready.attach(entry.queue)
+        else:
+            self._cold[name] = entry
         self._wake()
         return spec
 
     async def ready(self) -> None:
         """Wait until every registered model has finished its warm-up."""
-        if all(m.warm for m in self._models.values()) or self._closed:
+        if not self._cold or self._closed:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._ready_waiters.append(waiter)
@@ -426,22 +434,23 @@ class Scheduler:
             return False
         if not any(self._lane_alive):
             return True
-        return not any(m.queue or m.warmup_plan for m in self._models.values())
+        if any(m.warmup_plan for m in self._cold.values()):
+            return False
+        return self._ready.empty()
 
     def _step(self) -> float | None:
         assert self._clock is not None
         self._now = self._clock.now()
         if not any(self._lane_alive):
             self._fail_queued(LaneFailed("every lane of the backend has failed"))
-            for model in self._models.values():
-                model.warmup_plan.clear()  # nothing can warm up: let ready() return
+            self._cancel_warmups()  # nothing can warm up: let ready() return
             self._release_ready_waiters()
             return None
         self._start_warmups()
         return self._policy.step(self._view)
 
     def _start_warmups(self) -> None:
-        for model in self._models.values():
+        for model in self._cold.values():
             if model.warming or not model.warmup_plan:
                 continue
             lanes = self.free_lanes()
@@ -454,8 +463,15 @@ class Scheduler:
 
     # -- what the policy sees and does (through _View) --------------------
 
-    def _ready_queues(self) -> list[ModelQueue]:
-        return [m.queue for m in self._models.values() if m.queue and m.warm]
+    def _cancel_warmups(self) -> None:
+        for model in list(self._cold.values()):
+            model.warmup_plan.clear()
+            self._warmed(model)
+
+    def _warmed(self, model: _Model) -> None:
+        """Serve the model's queue once its warm-up is over (run, or cancelled)."""
+        if model.warm and self._cold.pop(model.spec.name, None) is not None:
+            self._ready.attach(model.queue)
 
     def free_lanes(self) -> list[int]:
         """Lanes that are alive and idle."""
@@ -552,6 +568,7 @@ class Scheduler:
             if isinstance(error, LaneFailure):
                 self._lane_alive[lane] = False
             if model.warm:
+                self._warmed(model)
                 self._release_ready_waiters()
         elif isinstance(error, LaneFailure):
             log.error("aiosched lane %d failed: %s; its batch is requeued", lane, error)
@@ -624,7 +641,7 @@ class Scheduler:
             self._fail(request, failure)
 
     def _release_ready_waiters(self) -> None:
-        if self._closed or all(m.warm for m in self._models.values()):
+        if self._closed or not self._cold:
             waiters, self._ready_waiters = self._ready_waiters, []
             for waiter in waiters:
                 if not waiter.done():
@@ -753,7 +770,12 @@ class _View:
 
     @property
     def queues(self) -> list[ModelQueue]:
-        return self._s._ready_queues()
+        return self._s._ready.queues()
+
+    def ordered(self) -> Iterator[tuple[float, ModelQueue]]:
+        ready = self._s._ready
+        ready.tidy()
+        return ready.ordered()
 
     @property
     def running(self) -> tuple[Running, ...]:

@@ -1,25 +1,33 @@
 """Dispatcher cost per request at scale: many models, deep queues (sim backend, virtual time).
 
-Two sweeps, each with the scheduler's default predictor and with ``solo``
+Three sweeps, each with the scheduler's default predictor and with ``solo``
 (the cheapest), so that the predictor's share of the cost shows:
 
-- ``models``: 1, 10, 100, 1000 registered sim models of tiny latency, with
-  ``--requests`` requests in all spread round robin over them by
-  ``--clients`` closed-loop clients (each awaits its calls one after another);
+- ``models`` (same load per model): 1, 10, 100, 1000 registered sim models
+  of tiny latency, each with ``--clients-per-model`` closed-loop clients
+  (each awaits ``--calls`` calls one after another). The traffic per model is
+  the same at every point, so what changes is only how many models the
+  scheduler keeps: the scaling of the dispatcher itself.
+- ``spread`` (same load in all): ``--requests`` requests spread round robin
+  over the models by ``--clients`` clients in all. With more models each
+  queue holds fewer requests, so batches shrink (to one at 1000 models) and
+  the cost per request becomes the cost per batch: reported per batch too.
 - ``queue``: 10^2 to 10^5 requests submitted at once to one model slow
   enough to keep them queued (no deadlines), then drained by the device.
 
 Each point runs in a forked child on a fresh :func:`aiosched.simtime.run`
 (virtual time: the device costs no wall time, so what is measured is the
 scheduler, the predictor and asyncio). Figures: wall-clock microseconds per
-request (``time.perf_counter`` around the whole run: start-up, registration
-and shutdown included, nothing subtracted) and the peak growth of the
-child's resident memory in MiB. ``--gc-freeze`` adds the queue sweep with
+request while serving (``time.perf_counter`` from the first call to the last
+result: start-up, registration and shutdown are fixed costs, reported apart
+as ``setup_ms``), the mean batch and the cost per batch, and the peak growth
+of the child's resident memory in MiB. ``--gc-freeze`` adds the queue sweep with
 ``gc.freeze()`` called once the scheduler is up. Models register with
 ``warmup=False`` (a thousand models' warm-ups would dominate the figures);
 the predictors learn from the served batches. Only the public API is used.
 
-    python benchmarks/scale.py [--json] [--gc-freeze] [--requests 10000] [--quick]
+    python benchmarks/scale.py [--json] [--gc-freeze] [--clients-per-model 32] [--calls 8]
+        [--requests 10000] [--clients 256] [--quick]
 """
 
 from __future__ import annotations
@@ -62,14 +70,15 @@ def _scheduler(predictor: str) -> aiosched.Scheduler:
     return aiosched.Scheduler("sim", lanes=LANES, predictor=predictor)
 
 
-def models_point(models: int, requests: int, clients: int, predictor: str) -> Row:
-    """``requests`` in all over ``models`` models, by ``clients`` closed-loop clients."""
-    clients = min(clients, requests)
-    per_client = requests // clients
+def models_point(models: int, per_client: int, clients: int, predictor: str) -> Row:
+    """``clients`` closed-loop clients, each making ``per_client`` calls, round robin over
+    ``models`` models (client ``c``'s ``j``-th call goes to model ``(c + j * clients) % M``)."""
     total = per_client * clients
     names = [f"m{i}" for i in range(models)]
+    times: dict[str, float] = {}
 
-    async def main() -> int:
+    async def main() -> tuple[int, int]:
+        t0 = time.perf_counter()
         async with _scheduler(predictor) as sched:
             for name in names:
                 sched.register(name, TINY, max_batch_size=MAX_BATCH, warmup=False)
@@ -79,46 +88,59 @@ def models_point(models: int, requests: int, clients: int, predictor: str) -> Ro
                 for j in range(per_client):
                     await sched.infer(names[(c + j * clients) % models], 0.0)
 
+            t1 = time.perf_counter()
             await asyncio.gather(*(client(c) for c in range(clients)))
+            times["serve"] = time.perf_counter() - t1
             snapshot = sched.snapshot()  # one: each costs O(models)
-            return sum(snapshot.models[n].completed for n in names)
+            done = sum(snapshot.models[n].completed for n in names)
+            batches = sum(sum(snapshot.models[n].batch_sizes.values()) for n in names)
+        times["fixed"] = time.perf_counter() - t0 - times["serve"]
+        return done, batches
 
-    t0 = time.perf_counter()
-    done = simtime.run(main())
-    elapsed = time.perf_counter() - t0
+    done, batches = simtime.run(main())
     assert done == total, (done, total)
+    serve = times["serve"]
     return {
         "models": models,
         "requests": total,
         "clients": clients,
-        "us_per_request": round(elapsed / total * 1e6, 2),
-        "wall_s": round(elapsed, 3),
+        "us_per_request": round(serve / total * 1e6, 2),
+        "mean_batch": round(total / batches, 2),
+        "us_per_batch": round(serve / batches * 1e6, 2),
+        "setup_ms": round(times["fixed"] * 1e3, 1),
+        "wall_s": round(serve + times["fixed"], 3),
     }
 
 
 def queue_point(depth: int, predictor: str, freeze: bool) -> Row:
     """``depth`` requests submitted at once to one slow model, then drained."""
 
+    times: dict[str, float] = {}
+
     async def main() -> int:
+        t0 = time.perf_counter()
         async with _scheduler(predictor) as sched:
             sched.register("slow", SLOW, max_batch_size=MAX_BATCH, warmup=False, max_queue=depth)
             await sched.ready()
             if freeze:
                 gc.freeze()
+            t1 = time.perf_counter()
             await asyncio.gather(*(sched.infer("slow", 0.0) for _ in range(depth)))
-            return sched.snapshot().models["slow"].completed
+            times["serve"] = time.perf_counter() - t1
+            done = sched.snapshot().models["slow"].completed
+        times["fixed"] = time.perf_counter() - t0 - times["serve"]
+        return done
 
-    t0 = time.perf_counter()
     done = simtime.run(main())
-    elapsed = time.perf_counter() - t0
     if freeze:
         gc.unfreeze()
     assert done == depth, (done, depth)
     return {
         "depth": depth,
         "gc_freeze": freeze,
-        "us_per_request": round(elapsed / depth * 1e6, 2),
-        "wall_s": round(elapsed, 3),
+        "us_per_request": round(times["serve"] / depth * 1e6, 2),
+        "setup_ms": round(times["fixed"] * 1e3, 1),
+        "wall_s": round(times["serve"] + times["fixed"], 3),
     }
 
 
@@ -191,16 +213,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "pid": os.getpid(),
     }
+    calls = max(1, args.calls // 4) if args.quick else args.calls
     rows: list[Row] = []
     for predictor in PREDICTORS:
         for m in counts:
-            rows.append(
-                {
-                    "predictor": predictor,
-                    **isolated(models_point, m, requests, args.clients, predictor),
-                }
-            )
+            clients = args.clients_per_model * m
+            point = isolated(models_point, m, calls, clients, predictor)
+            rows.append({"predictor": predictor, **point})
     out["models"] = rows
+    rows = []
+    for predictor in PREDICTORS:
+        for m in counts:
+            clients = min(args.clients, requests)
+            point = isolated(models_point, m, requests // clients, clients, predictor)
+            rows.append({"predictor": predictor, **point})
+    out["spread"] = rows
     freezes = (False, True) if args.gc_freeze else (False,)
     rows = []
     for predictor in PREDICTORS:
@@ -214,7 +241,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _table(rows: list[Row], key: str) -> None:
-    columns = [key, "predictor", "gc_freeze", "us_per_request", "peak_rss_mib", "wall_s"]
+    columns = [
+        key,
+        "predictor",
+        "gc_freeze",
+        "requests",
+        "us_per_request",
+        "mean_batch",
+        "us_per_batch",
+        "setup_ms",
+        "peak_rss_mib",
+    ]
     columns = [c for c in columns if any(c in r for r in rows)]
     print("".join(f"{c:>16s}" for c in columns))
     for r in rows:
@@ -227,8 +264,12 @@ def _table(rows: list[Row], key: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--requests", type=int, default=10_000, help="total in the models sweep")
-    parser.add_argument("--clients", type=int, default=256, help="closed-loop clients (models)")
+    parser.add_argument(
+        "--clients-per-model", type=int, default=32, help="models sweep: clients per model"
+    )
+    parser.add_argument("--calls", type=int, default=8, help="models sweep: calls per client")
+    parser.add_argument("--requests", type=int, default=10_000, help="spread sweep: in all")
+    parser.add_argument("--clients", type=int, default=256, help="spread sweep: clients in all")
     parser.add_argument("--gc-freeze", action="store_true", help="also the queue sweep, frozen")
     parser.add_argument("--quick", action="store_true", help="smaller sweeps, for a smoke run")
     args = parser.parse_args(argv)
@@ -239,9 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"sim backend, {LANES} lanes, max batch {MAX_BATCH}; default = {out['default_predictor']}"
     )
-    print("\n(a) models sweep: wall us per request, peak RSS growth (MiB)")
+    print("\n(a) models, same load per model: wall us per request, peak RSS growth (MiB)")
     _table(out["models"], "models")
-    print("\n(b) deep queue, submitted at once: wall us per request, peak RSS growth (MiB)")
+    print("\n(b) models, same load in all (batches shrink as models grow)")
+    _table(out["spread"], "models")
+    print("\n(c) deep queue, submitted at once: wall us per request, peak RSS growth (MiB)")
     _table(out["queue"], "depth")
     return 0
 

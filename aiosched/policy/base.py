@@ -17,7 +17,7 @@ policy decides. It is asked three things:
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal, Protocol
 
 from ..errors import AioschedError
@@ -36,7 +36,18 @@ class DispatchView(Protocol):
 
     @property
     def queues(self) -> Sequence[ModelQueue]:
-        """Non-empty queues of models that are ready to serve."""
+        """Non-empty queues of models that are ready to serve, in no particular order
+        (O(non-empty queues): prefer :meth:`ordered` where a few of them will do)."""
+
+    def ordered(self) -> Iterator[tuple[float, ModelQueue]]:
+        """``(bound, queue)`` for the non-empty ready queues, most urgent head first.
+
+        ``bound`` is a lower bound on the queue's :meth:`~ModelQueue.key` of its
+        head (its deadline, or its arrival for FIFO queues), exact for the first;
+        the order is by bound, ties to the head that arrived first. Stop as soon
+        as no queue further on can matter: the walk costs only what it visits.
+        Do not dispatch while iterating one walk: start a new one after.
+        """
 
     @property
     def running(self) -> Sequence[Running]: ...
