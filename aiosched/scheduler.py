@@ -69,6 +69,7 @@ class _Model:
     counters: ModelCounters = field(default_factory=ModelCounters)
     warmup_plan: deque[int] = field(default_factory=deque)
     warming: bool = False  # a warm-up run is in flight
+    unlearnt: float = 0.0  # device seconds run since the predictor last learnt from it
 
     # Precomputed for the request path.
     checks_input: bool = False
@@ -89,7 +90,12 @@ class Scheduler:
     or not. ``drain`` says what closing does with queued requests: run them
     (default) or fail them with :class:`SchedulerClosed`. ``profile`` (a
     :class:`~aiosched.predict.Profile` or the JSON file ``aiosched profile``
-    writes) seeds the predictor with measured solo latencies.
+    writes) seeds the predictor with measured solo latencies. ``learn_gap``
+    bounds what learning costs when executions are very short: the predictor
+    learns from a model's execution once at least that much of the model's
+    device time (seconds) has passed since its last lesson, so every execution
+    of a model that takes a millisecond or more, and a sample of shorter ones
+    (``0``: every execution).
     """
 
     def __init__(
@@ -104,6 +110,7 @@ class Scheduler:
         drain: bool = True,
         warmup_repeats: int = 2,
         keep_executions: int = 100_000,
+        learn_gap: float = 1e-3,
         profile: Profile | str | os.PathLike[str] | None = None,
     ) -> None:
         self._backend = make_backend(backend, lanes)
@@ -127,6 +134,9 @@ class Scheduler:
         self._best_effort = bool(best_effort)
         self._drain = bool(drain)
         self._warmup_repeats = warmup_repeats
+        if not (learn_gap >= 0 and math.isfinite(learn_gap)):
+            raise InvalidConfig("learn_gap must be seconds >= 0")
+        self._learn_gap = float(learn_gap)
         self._models: dict[str, _Model] = {}
         # The queues of warm models, most urgent head first; and the models still warming
         # up. Neither is ever scanned in full per step: 1000 models must cost no more.
@@ -583,10 +593,15 @@ class Scheduler:
         if requests:
             model.counters.batch_sizes[len(requests)] += 1
         if error is None and (requests or warmup):
-            try:
-                self._predictor.learn(execution)
-            except Exception:
-                log.exception("aiosched predictor %s failed to learn", self._predictor.name)
+            # A lesson costs tens of microseconds: from executions shorter than that, learning
+            # from each would cost more than running them, and tell no more than a sample.
+            model.unlearnt += execution.latency
+            if model.unlearnt >= self._learn_gap or warmup:
+                model.unlearnt = 0.0
+                try:
+                    self._predictor.learn(execution)
+                except Exception:
+                    log.exception("aiosched predictor %s failed to learn", self._predictor.name)
         if error is None:
             try:
                 self._policy.finished(execution)

@@ -7,6 +7,7 @@ load. The floor is the same clients awaiting bare futures that one server
 task resolves in batches of 32: what any asyncio batcher must pay.
 
     python benchmarks/overhead.py [--json] [--clients 256] [--requests 200] [--predictor solo]
+        [--learn-gap 0]
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from aiosched.models import identity
 from aiosched.scheduler import DEFAULT_PREDICTOR
 
 
-async def scheduler_run(clients: int, requests: int, lanes: int, predictor: str) -> float:
-    async with aiosched.Scheduler(CpuBackend(lanes=lanes), predictor=predictor) as sched:
+async def scheduler_run(
+    clients: int, requests: int, lanes: int, predictor: str, learn_gap: float | None = None
+) -> float:
+    kw = {} if learn_gap is None else {"learn_gap": learn_gap}
+    async with aiosched.Scheduler(CpuBackend(lanes=lanes), predictor=predictor, **kw) as sched:
         sched.register("zero", identity, max_batch_size=32)
 
         async def client(i: int) -> None:
@@ -80,7 +84,9 @@ async def main(args: argparse.Namespace) -> dict[str, float | int | str]:
     floors, scheds = [], []
     for _ in range(args.repeats):
         floors.append(await floor_run(args.clients, args.requests) / n * 1e6)
-        elapsed = await scheduler_run(args.clients, args.requests, args.lanes, args.predictor)
+        elapsed = await scheduler_run(
+            args.clients, args.requests, args.lanes, args.predictor, args.learn_gap
+        )
         scheds.append(elapsed / n * 1e6)
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     return {
@@ -93,6 +99,7 @@ async def main(args: argparse.Namespace) -> dict[str, float | int | str]:
         "max_batch_size": 32,
         "lanes": args.lanes,
         "predictor": args.predictor,
+        "learn_gap": args.learn_gap,
         "loop": loop,
     }
 
@@ -107,6 +114,9 @@ if __name__ == "__main__":
     ap.add_argument("--no-uvloop", action="store_true")
     ap.add_argument(
         "--predictor", default=DEFAULT_PREDICTOR, help="the scheduler's (default: its own)"
+    )
+    ap.add_argument(
+        "--learn-gap", type=float, default=None, help="Scheduler(learn_gap=...), seconds"
     )
     a = ap.parse_args()
     result = aiosched.run(main(a), use_uvloop=not a.no_uvloop)

@@ -609,3 +609,29 @@ def test_a_cancelled_close_still_finishes_and_a_later_close_waits_for_it() -> No
         assert sched.closed and request.done() and request.result() == 1
 
     simtime.run(main())
+
+
+@pytest.mark.parametrize(
+    ("latency", "gap", "lessons"),
+    [(0.010, 1e-3, 50), (50e-6, 0.0, 50), (50e-6, 1e-3, 2)],
+)
+def test_the_predictor_learns_from_a_sample_of_executions_shorter_than_the_learn_gap(
+    latency: float, gap: float, lessons: int
+) -> None:
+    """Executions of a millisecond or more are all learnt from; of a 50 us model, one in
+    twenty (a lesson costs tens of microseconds: more than such a run)."""
+
+    async def main() -> int:
+        backend = sim(lanes=1, m=flat_model(latency))
+        async with aiosched.Scheduler(backend, predictor="solo", learn_gap=gap) as sched:
+            sched.register("m", max_batch_size=1, warmup=False)
+            for i in range(50):
+                await sched.infer("m", i, deadline=1.0)
+            return sched.predictor.error().count
+
+    assert simtime.run(main()) == lessons
+
+
+def test_learn_gap_is_validated() -> None:
+    with pytest.raises(aiosched.InvalidConfig):
+        aiosched.Scheduler("sim", learn_gap=-1.0)
