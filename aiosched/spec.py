@@ -22,6 +22,13 @@ class ModelSpec:
     the sim backend. ``input_shape`` and ``dtype`` describe one sample, without
     the batch dimension; ``None`` means "not checked" (then inputs need not be
     tensors).
+
+    What the model returns for a batch is split into one output per input by one
+    rule, whatever the batch size (:func:`aiosched.backends.cpu.split_outputs`): a
+    tensor along its first dimension, which must have one row per input; tuples,
+    lists and dicts of tensors, nested, element by element; anything else fails the
+    batch's callers with :class:`~aiosched.errors.ModelError`. A model whose samples
+    are not tensors gets them as a list and may answer with a list, one per sample.
     """
 
     name: str

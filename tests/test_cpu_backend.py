@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import aiosched
 from aiosched.backends.cpu import split_outputs
+from aiosched.errors import ModelOutputError
 from aiosched.models import ZOO, tiny_cnn, tiny_mlp, torchvision_model
+
+
+class Pair(NamedTuple):
+    a: Any
+    b: Any
 
 
 def test_results_match_running_the_model_alone() -> None:
@@ -111,11 +121,169 @@ def test_split_outputs_shapes() -> None:
     assert d[1]["a"].tolist() == [2, 3] and d[1]["b"].item() == 2
     tup = split_outputs((t, t[:, 1]), 3)
     assert tup[2][1].item() == 5
-    assert split_outputs(["x", "y"], 2) == ["x", "y"]
+    # List in, list out: only where the model was given its samples as a list.
+    assert split_outputs(["x", "y"], 2, samples_as_list=True) == ["x", "y"]
     with pytest.raises(ValueError):
         split_outputs(t, 4)
     with pytest.raises(ValueError):
         split_outputs(object(), 1)
+
+
+def test_a_list_of_batched_heads_is_split_per_head_whatever_the_batch_size() -> None:
+    # Regression: a list whose length happened to equal the batch size was taken as one
+    # item per row, so the first caller of a batch of two got head_a of both rows.
+    batch = torch.tensor([[1.0], [2.0]])
+    rows = split_outputs([batch * 10, batch * 100], 2)
+    assert [[h.tolist() for h in row] for row in rows] == [[[10.0], [100.0]], [[20.0], [200.0]]]
+    three = torch.tensor([[1.0], [2.0], [3.0]])
+    assert split_outputs([three, three], 3)[2][1].tolist() == [3.0]
+    assert len(split_outputs([batch[:1], batch[:1]], 1)) == 1
+
+
+def test_outputs_that_cannot_be_split_by_rows_are_model_output_errors() -> None:
+    t = torch.zeros(2, 3)
+    cases: list[tuple[Any, str]] = [
+        ((t, "label"), r"model output\[1\] is a str"),
+        ({"logits": t, "extra": t[:1]}, r"model output\['extra'\] has shape \(1, 3\)"),
+        (torch.tensor(1.0), "0-d"),
+        ([], "holds no tensor"),
+        (None, "NoneType"),
+        (["a", "b"], "is a str"),  # a list of two for a batch of two stacked tensors: no rows
+    ]
+    for out, message in cases:
+        with pytest.raises(ModelOutputError, match=message):
+            split_outputs(out, 2)
+    with pytest.raises(ModelOutputError, match="one output per sample"):
+        split_outputs(["a"], 2, samples_as_list=True)
+
+
+def test_named_tuples_and_struct_sequences_keep_their_type() -> None:
+    pair = Pair(torch.arange(2), torch.arange(4).reshape(2, 2))
+    rows = split_outputs(pair, 2)
+    assert isinstance(rows[1], Pair) and rows[1].b.tolist() == [2, 3]
+    top = torch.tensor([[3.0, 1.0], [0.0, 5.0]]).max(dim=1)
+    rows = split_outputs(top, 2)
+    assert type(rows[1]) is type(top) and rows[1].values.item() == 5.0
+
+
+def test_callers_in_one_batch_each_get_their_row_of_every_head() -> None:
+    def heads(batch: torch.Tensor) -> list[torch.Tensor]:
+        return [batch * 10, batch * 100]
+
+    async def main() -> None:
+        async with aiosched.Scheduler("cpu", lanes=1, policy="fifo", best_effort=True) as sched:
+            sched.register("h", heads, max_batch_size=2, input_shape=(1,), warmup=False)
+            alice, bob = torch.tensor([1.0]), torch.tensor([2.0])
+            a, b = await asyncio.gather(
+                sched.infer("h", alice, deadline=5.0), sched.infer("h", bob, deadline=5.0)
+            )
+            assert [h.tolist() for h in a] == [[10.0], [100.0]]
+            assert [h.tolist() for h in b] == [[20.0], [200.0]]
+            assert dict(sched.snapshot().models["h"].batch_sizes) == {2: 1}
+
+    asyncio.run(main())
+
+
+def test_a_model_with_the_wrong_rows_fails_each_caller_with_a_model_error() -> None:
+    async def main() -> None:
+        async with aiosched.Scheduler("cpu", lanes=1, policy="fifo", best_effort=True) as sched:
+            sched.register("three", lambda b: torch.zeros(3, 1), max_batch_size=2, warmup=False)
+            results = await asyncio.gather(
+                *(sched.infer("three", torch.zeros(1), deadline=5.0) for _ in range(2)),
+                return_exceptions=True,
+            )
+            for r in results:
+                assert isinstance(r, aiosched.ModelError)
+                assert isinstance(r.__cause__, ModelOutputError)
+                assert "3 rows" in str(r)
+            assert sched.snapshot().models["three"].failed == 2
+
+    asyncio.run(main())
+
+
+def test_a_model_on_plain_samples_answers_list_in_list_out() -> None:
+    async def main() -> None:
+        async with aiosched.Scheduler("cpu", lanes=1, policy="fifo", best_effort=True) as sched:
+            sched.register("upper", lambda xs: [x.upper() for x in xs], max_batch_size=4)
+            ys = await asyncio.gather(*(sched.infer("upper", w, deadline=5.0) for w in "abc"))
+            assert ys == ["A", "B", "C"]
+
+    asyncio.run(main())
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A batched tensor in a generated output: the batch, then ``dims``."""
+
+    dims: tuple[int, ...]
+
+
+def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    some = st.lists(children, min_size=1, max_size=3)
+    return st.one_of(
+        some,
+        some.map(tuple),
+        st.builds(Pair, children, children),
+        st.dictionaries(st.text("abc", min_size=1, max_size=2), children, min_size=1, max_size=3),
+    )
+
+
+structures = st.recursive(
+    st.lists(st.integers(1, 3), max_size=2).map(lambda d: Leaf(tuple(d))), _containers, max_leaves=6
+)
+
+
+def _build(spec: Any, first: torch.Tensor, counter: list[int]) -> Any:
+    """The output for a batch whose samples' first elements are ``first`` (one per row)."""
+    if isinstance(spec, Leaf):
+        k = counter[0] = counter[0] + 1
+        rows = first * k + k  # every leaf differs, and every row of it
+        return rows.reshape(-1, *[1] * len(spec.dims)).repeat(1, *spec.dims)
+    if isinstance(spec, dict):
+        return {key: _build(v, first, counter) for key, v in spec.items()}
+    items = [_build(v, first, counter) for v in spec]
+    return Pair(*items) if isinstance(spec, Pair) else type(spec)(items)
+
+
+def _same(got: Any, want: Any) -> bool:
+    if type(got) is not type(want):
+        return False
+    if isinstance(want, torch.Tensor):
+        return torch.equal(got, want)
+    if isinstance(want, dict):
+        return got.keys() == want.keys() and all(_same(got[k], want[k]) for k in want)
+    return len(got) == len(want) and all(_same(g, w) for g, w in zip(got, want, strict=True))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=structures, n=st.integers(1, 6))
+def test_each_caller_gets_exactly_its_row_of_any_nested_output(spec: Any, n: int) -> None:
+    def model(batch: torch.Tensor) -> Any:
+        return _build(spec, batch[:, 0], [0])
+
+    xs = [torch.tensor([float(i + 1), -1.0]) for i in range(n)]
+
+    async def main() -> None:
+        async with aiosched.Scheduler("cpu", lanes=1, policy="fifo", best_effort=True) as sched:
+            sched.register("m", model, max_batch_size=n, input_shape=(2,), warmup=False)
+            ys = await asyncio.gather(*(sched.infer("m", x, deadline=30.0) for x in xs))
+            assert dict(sched.snapshot().models["m"].batch_sizes) == {n: 1}  # one batch of n
+        for x, y in zip(xs, ys, strict=True):
+            want = _build(spec, x[:1], [0])  # the model on this sample alone...
+            want = _row(want)  # ...without its batch dimension of one
+            assert _same(y, want), (spec, n, x, y, want)
+
+    asyncio.run(main())
+
+
+def _row(out: Any) -> Any:
+    """A batch-of-one output without its batch dimension (built independently of the code)."""
+    if isinstance(out, torch.Tensor):
+        return out[0]
+    if isinstance(out, dict):
+        return {k: _row(v) for k, v in out.items()}
+    items = [_row(v) for v in out]
+    return Pair(*items) if isinstance(out, Pair) else type(out)(items)
 
 
 def test_zoo_builds_models_without_downloads() -> None:

@@ -234,3 +234,25 @@ def test_models_loaded_before_start_move_at_start(fake_cuda: list[int]) -> None:
 
     asyncio.run(main())
     assert not model.training
+
+
+def test_a_list_of_batched_heads_comes_back_one_row_of_each_per_caller(
+    fake_cuda: list[int],
+) -> None:
+    def heads(batch: torch.Tensor) -> list[torch.Tensor]:
+        return [batch * 10, batch * 100]
+
+    backend = CudaBackend(lanes=1, pinned=False, nvml=False)
+
+    async def main() -> None:
+        async with aiosched.Scheduler(backend, policy="fifo", best_effort=True) as sched:
+            sched.register("h", heads, max_batch_size=2, input_shape=(1,), warmup=False)
+            a, b = await asyncio.gather(
+                sched.infer("h", torch.tensor([1.0]), deadline=5.0),
+                sched.infer("h", torch.tensor([2.0]), deadline=5.0),
+            )
+            assert [h.tolist() for h in a] == [[10.0], [100.0]]
+            assert [h.tolist() for h in b] == [[20.0], [200.0]]
+            assert dict(sched.snapshot().models["h"].batch_sizes) == {2: 1}
+
+    asyncio.run(main())

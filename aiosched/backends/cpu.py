@@ -18,37 +18,111 @@ from typing import Any
 import torch
 
 from ..clock import Clock
-from ..errors import InvalidConfig
+from ..errors import InvalidConfig, ModelOutputError
 from ..spec import ModelSpec
 from ._lanes import LaneThread
 from .base import Backend, Completion, DoneCallback
 
-__all__ = ["CpuBackend", "Execute", "call_stacked", "run_batch", "split_outputs", "stack_batch"]
+__all__ = [
+    "CpuBackend",
+    "Execute",
+    "call_stacked",
+    "run_batch",
+    "split_outputs",
+    "stack_batch",
+    "stacks",
+]
 
 #: Runs a model on a batch's samples and returns its batched output (on the host).
 Execute = Callable[[Callable[[Any], Any], Sequence[Any]], Any]
 
 
-def split_outputs(out: Any, n: int) -> list[Any]:
-    """One output per sample from a batched output (tensor, tuple/dict of tensors, or list)."""
+def split_outputs(out: Any, n: int, *, samples_as_list: bool = False) -> list[Any]:
+    """One output per input from a model's output for a batch of ``n``.
+
+    The one rule, whatever ``n`` is: a tensor is split along dim 0 and must have
+    exactly ``n`` rows; a tuple (a named tuple too), list or dict is structure, split
+    element by element, so that each caller gets the same structure holding its own
+    row of every tensor in it. Anything else (a number, a string, ``None``, another
+    object, a 0-d tensor, or a structure with no tensor in it) is a
+    :class:`~aiosched.errors.ModelOutputError`. The size of the batch never decides what
+    a value is: a list of two batched heads is two heads for a batch of two as for any
+    other, so no caller is ever handed a row of somebody else's.
+
+    One exception, set by what the model was given rather than by what it returned: a
+    model whose samples are not tensors is called with a plain list of them
+    (``samples_as_list``), and may answer with a list of one output per sample, in
+    order ("list in, list out"); any other answer follows the rule above.
+    """
+    if samples_as_list and type(out) is list:
+        if len(out) != n:
+            raise ModelOutputError(
+                f"model output is a list of {len(out)} items for a batch of {n} samples given "
+                "as a list: a list answer must have one output per sample"
+            )
+        return list(out)
+    found = [0]
+    rows = _split(out, n, "model output", found)
+    if not found[0]:
+        raise ModelOutputError(
+            f"model output ({_describe(out)}) holds no tensor: nothing to split into one row "
+            f"per input; return a tensor, or a tuple, list or dict of tensors, batch first"
+        )
+    return rows
+
+
+def _split(out: Any, n: int, where: str, found: list[int]) -> list[Any]:
     if isinstance(out, torch.Tensor):
         if out.dim() == 0 or out.shape[0] != n:
-            raise ValueError(f"model output has shape {tuple(out.shape)}; expected {n} rows")
+            got = "no rows (0-d)" if out.dim() == 0 else f"{out.shape[0]} rows"
+            raise ModelOutputError(
+                f"{where} has shape {tuple(out.shape)}, {got}, for a batch of {n}: every "
+                "output tensor must have the batch as its first dimension"
+            )
+        found[0] += 1
         return list(out.unbind(0))
     if isinstance(out, dict):
-        columns = {k: split_outputs(v, n) for k, v in out.items()}
+        columns = {k: _split(v, n, f"{where}[{k!r}]", found) for k, v in out.items()}
         return [{k: col[i] for k, col in columns.items()} for i in range(n)]
-    if isinstance(out, tuple) and out and all(isinstance(o, torch.Tensor) for o in out):
-        parts = [split_outputs(o, n) for o in out]
-        return [tuple(p[i] for p in parts) for i in range(n)]
-    if isinstance(out, list | tuple) and len(out) == n:
-        return list(out)
-    raise ValueError(f"cannot split a model output of type {type(out).__name__} into {n} rows")
+    if isinstance(out, tuple | list):
+        parts = [_split(v, n, f"{where}[{j}]", found) for j, v in enumerate(out)]
+        rows = [[p[i] for p in parts] for i in range(n)]
+        if isinstance(out, list):
+            return rows
+        return [_rebuild(out, r) for r in rows]
+    raise ModelOutputError(
+        f"{where} is {_describe(out)}: only tensors, and tuples, lists and dicts of them, "
+        "split into one row per input"
+    )
+
+
+def _rebuild(like: tuple[Any, ...], items: list[Any]) -> tuple[Any, ...]:
+    """A row in the tuple type the model returned (named tuples keep their fields)."""
+    kind = type(like)
+    if kind is tuple:
+        return tuple(items)
+    if hasattr(like, "_fields"):  # a named tuple takes its fields as arguments
+        return kind(*items)  # type: ignore[no-any-return]
+    try:
+        return kind(items)  # torch.return_types and other struct sequences take one sequence
+    except TypeError:
+        return tuple(items)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def stacks(inputs: Sequence[Any]) -> bool:
+    """Whether a batch is stacked into one tensor (its samples are tensors), not a list."""
+    return isinstance(inputs[0], torch.Tensor)
 
 
 def stack_batch(inputs: Sequence[Any]) -> Any:
     """The batch a model sees: tensors stacked on a new first dimension, anything else a list."""
-    if isinstance(inputs[0], torch.Tensor):
+    if stacks(inputs):
         return torch.stack(list(inputs))
     return list(inputs)
 
@@ -73,7 +147,8 @@ def run_batch(
     start = clock.now()
     try:
         with torch.inference_mode():
-            outputs = split_outputs(execute(model, inputs), len(inputs))
+            out = execute(model, inputs)
+            outputs = split_outputs(out, len(inputs), samples_as_list=not stacks(inputs))
     except Exception as exc:
         return Completion(None, exc, start, clock.now())
     return Completion(outputs, None, start, clock.now())
