@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -12,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aiosched
+from aiosched.backends._lanes import LaneThread
+from aiosched.backends.base import LaneFailure
 from aiosched.backends.cpu import split_outputs
 from aiosched.errors import ModelOutputError
 from aiosched.models import ZOO, tiny_cnn, tiny_mlp, torchvision_model
@@ -90,6 +93,77 @@ def test_a_model_returning_the_wrong_number_of_rows_fails_typed() -> None:
                 await sched.infer("sum", torch.zeros(2), deadline=5.0)
 
     asyncio.run(main())
+
+
+# Guards a test that hung forever before its fix; no wall-clock assertion.
+_HANG_GUARD_S = 60.0
+
+
+def test_sys_exit_or_keyboard_interrupt_in_a_model_fails_its_caller_and_the_lane_lives() -> None:
+    # Regression: a BaseException from the model ended the lane thread, so its callers
+    # never resolved and aclose() never returned.
+    def fragile(batch: torch.Tensor) -> torch.Tensor:
+        if bool((batch == 1).any()):
+            sys.exit(1)
+        if bool((batch == 2).any()):
+            raise KeyboardInterrupt
+        return batch + 1
+
+    async def main() -> None:
+        sched = aiosched.Scheduler("cpu", lanes=1, policy="fifo", best_effort=True)
+        await sched.start()
+        try:
+            sched.register("f", fragile, max_batch_size=4, input_shape=(1,), warmup=False)
+            xs = [torch.tensor([float(v)]) for v in (0, 1, 2, 3)]
+            async with asyncio.timeout(_HANG_GUARD_S):
+                results = await asyncio.gather(
+                    *(sched.infer("f", x, deadline=30.0) for x in xs), return_exceptions=True
+                )
+                for i, cause in ((1, SystemExit), (2, KeyboardInterrupt)):
+                    assert isinstance(results[i], aiosched.ModelError)
+                    assert isinstance(results[i].__cause__, cause)
+                for i in (0, 3):
+                    assert torch.equal(results[i], xs[i] + 1)
+                # The lane still runs.
+                y = await sched.infer("f", torch.tensor([5.0]), deadline=30.0)
+                assert y.tolist() == [6.0]
+        finally:
+            await asyncio.wait_for(sched.aclose(), _HANG_GUARD_S)
+
+    asyncio.run(main())
+
+
+def test_a_lane_thread_answers_every_job_whatever_escapes_it() -> None:
+    async def main() -> tuple[list[Any], list[Any]]:
+        loop = asyncio.get_running_loop()
+        lane = LaneThread(0, loop, name="aiosched-test", fault=lambda exc: ("fault", exc))
+        broken = LaneThread(1, loop, _fail_setup, name="aiosched-test", fault=lambda e: e)
+        replies: list[Any] = []
+        failures: list[Any] = []
+
+        def escape() -> Any:
+            raise SystemExit(2)
+
+        lane.submit(escape, replies.append)
+        lane.submit(lambda: "ok", replies.append)
+        broken.submit(lambda: "never", failures.append)
+        broken.submit(lambda: "never", failures.append)
+        async with asyncio.timeout(_HANG_GUARD_S):
+            # A lane's replies are posted before its exit, so they are in once stop() returns.
+            await lane.stop()
+            await broken.stop()
+        return replies, failures
+
+    replies, failures = asyncio.run(main())
+    assert replies[0][0] == "fault" and isinstance(replies[0][1], SystemExit)
+    assert replies[1] == "ok"
+    assert len(failures) == 2
+    for reply in failures:
+        assert isinstance(reply, LaneFailure) and isinstance(reply.__cause__, RuntimeError)
+
+
+def _fail_setup() -> None:
+    raise RuntimeError("no such device")
 
 
 def test_close_joins_lane_threads_and_cancellation_does_not_leak() -> None:

@@ -256,3 +256,37 @@ def test_a_list_of_batched_heads_comes_back_one_row_of_each_per_caller(
             assert dict(sched.snapshot().models["h"].batch_sizes) == {2: 1}
 
     asyncio.run(main())
+
+
+def test_a_base_exception_escaping_a_cuda_lane_job_answers_its_batch(fake_cuda: list[int]) -> None:
+    # Graph capture runs the model outside run_batch's error capture: a sys.exit() there
+    # ended the lane thread and stranded the batch.
+    backend = CudaBackend(lanes=1, graphs=True, pinned=False, nvml=False)
+    spec = aiosched.ModelSpec("m", lambda b: b + 1, input_shape=(2,), dtype=torch.float32)
+    calls = [0]
+
+    def exiting_capture(model: Callable[[Any], Any], example: Any) -> Callable[[Any], Any]:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise SystemExit(1)
+        return model
+
+    async def main() -> tuple[Any, Any]:
+        await backend.start(aiosched.PerfClock())
+        backend.load(spec)
+        assert backend.graphs is not None
+        backend.graphs._capture = exiting_capture
+        loop = asyncio.get_running_loop()
+        try:
+            first: asyncio.Future[Any] = loop.create_future()
+            second: asyncio.Future[Any] = loop.create_future()
+            backend.submit(0, spec, [torch.zeros(2)], first.set_result)
+            backend.submit(0, spec, [torch.zeros(2)], second.set_result)
+            async with asyncio.timeout(60):  # a guard against the old hang only
+                return await first, await second
+        finally:
+            await backend.aclose()
+
+    first, second = asyncio.run(main())
+    assert isinstance(first.error, SystemExit)
+    assert second.error is None and second.outputs[0].tolist() == [1.0, 1.0]

@@ -34,6 +34,12 @@ class Completion:
     start: float
     end: float
 
+    @classmethod
+    def failed(cls, error: BaseException, clock: Clock) -> Completion:
+        """A batch that ended in ``error`` at once, now on ``clock``."""
+        now = clock.now()
+        return cls(None, error, now, now)
+
 
 DoneCallback = Callable[[Completion], None]
 

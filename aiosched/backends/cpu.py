@@ -143,13 +143,22 @@ def run_batch(
     ``execute`` is what differs between devices (the cuda backend stages,
     copies and synchronises there); timing, splitting and error capture are
     shared, so every backend reports a batch the same way.
+
+    Whatever the model raises is this batch's error, ``BaseException`` included: on a
+    lane thread neither ``SystemExit`` nor ``KeyboardInterrupt`` means what it means on
+    the main thread. Python delivers signals (Ctrl-C) to the main thread only, where the
+    application's own handling runs, so a ``KeyboardInterrupt`` here was raised by the
+    model's code; and ``sys.exit()`` on a thread only ends that thread. Let through,
+    either would end the lane silently, strand its callers and hang ``aclose()``;
+    returned, the callers get a :class:`~aiosched.errors.ModelError` with it as the cause,
+    and the lane runs on.
     """
     start = clock.now()
     try:
         with torch.inference_mode():
             out = execute(model, inputs)
             outputs = split_outputs(out, len(inputs), samples_as_list=not stacks(inputs))
-    except Exception as exc:
+    except BaseException as exc:
         return Completion(None, exc, start, clock.now())
     return Completion(outputs, None, start, clock.now())
 
@@ -177,8 +186,11 @@ class CpuBackend(Backend):
         # The intra-op pool is process-wide in torch; each lane thread also sets its own
         # OpenMP team size, so lanes x threads stays within the cores.
         torch.set_num_threads(threads)
+        fault = partial(Completion.failed, clock=clock)
         self._threads = [
-            LaneThread(i, loop, partial(torch.set_num_threads, threads), name="aiosched-cpu")
+            LaneThread(
+                i, loop, partial(torch.set_num_threads, threads), name="aiosched-cpu", fault=fault
+            )
             for i in range(self.lanes)
         ]
 

@@ -221,8 +221,9 @@ class CudaBackend(Backend):
         if self.use_graphs:
             self.graphs = GraphCache(self.lanes, capture_cuda_graph)
         self._lanes = [_Lane(self, i) for i in range(self.lanes)]
+        fault = partial(Completion.failed, clock=clock)
         self._threads = [
-            LaneThread(i, loop, lane.setup, name="aiosched-cuda")
+            LaneThread(i, loop, lane.setup, name="aiosched-cuda", fault=fault)
             for i, lane in enumerate(self._lanes)
         ]
         if self.use_nvml:
