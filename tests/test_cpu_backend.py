@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aiosched
+from aiosched.backends import cpu as cpu_module
 from aiosched.backends._lanes import LaneThread
 from aiosched.backends.base import LaneFailure
 from aiosched.backends.cpu import split_outputs
@@ -164,6 +166,27 @@ def test_a_lane_thread_answers_every_job_whatever_escapes_it() -> None:
 
 def _fail_setup() -> None:
     raise RuntimeError("no such device")
+
+
+def test_a_failed_start_stops_the_lanes_it_had_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: a lane thread that failed to start left the ones before it running.
+    real = cpu_module.LaneThread
+
+    def second_fails(index: int, *args: Any, **kwargs: Any) -> LaneThread:
+        if index == 1:
+            raise RuntimeError("can't start new thread")
+        return real(index, *args, **kwargs)
+
+    monkeypatch.setattr(cpu_module, "LaneThread", second_fails)
+    backend = aiosched.CpuBackend(lanes=1, threads_per_lane=1)
+    backend.lanes = 2  # set past the cores' check: this machine may have one core
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="new thread"):
+            await backend.start(aiosched.PerfClock())
+
+    asyncio.run(main())
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("aiosched-cpu")]
 
 
 def test_close_joins_lane_threads_and_cancellation_does_not_leak() -> None:

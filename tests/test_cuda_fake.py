@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -290,3 +291,24 @@ def test_a_base_exception_escaping_a_cuda_lane_job_answers_its_batch(fake_cuda: 
     first, second = asyncio.run(main())
     assert isinstance(first.error, SystemExit)
     assert second.error is None and second.outputs[0].tolist() == [1.0, 1.0]
+
+
+def test_a_failed_start_stops_the_cuda_lanes_it_had_started(
+    fake_cuda: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = cuda_module.LaneThread
+
+    def second_fails(index: int, *args: Any, **kwargs: Any) -> Any:
+        if index == 1:
+            raise RuntimeError("can't start new thread")
+        return real(index, *args, **kwargs)
+
+    monkeypatch.setattr(cuda_module, "LaneThread", second_fails)
+    backend = CudaBackend(lanes=2, pinned=False, nvml=False)
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="new thread"):
+            await backend.start(aiosched.PerfClock())
+
+    asyncio.run(main())
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("aiosched-cuda")]

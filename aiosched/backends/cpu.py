@@ -187,12 +187,13 @@ class CpuBackend(Backend):
         # OpenMP team size, so lanes x threads stays within the cores.
         torch.set_num_threads(threads)
         fault = partial(Completion.failed, clock=clock)
-        self._threads = [
-            LaneThread(
-                i, loop, partial(torch.set_num_threads, threads), name="aiosched-cpu", fault=fault
-            )
-            for i in range(self.lanes)
-        ]
+        setup = partial(torch.set_num_threads, threads)
+        try:
+            for i in range(self.lanes):
+                self._threads.append(LaneThread(i, loop, setup, name="aiosched-cpu", fault=fault))
+        except BaseException:
+            await self.aclose()  # the lanes already started would outlive a failed start
+            raise
 
     def load(self, spec: ModelSpec) -> None:
         model = spec.model
