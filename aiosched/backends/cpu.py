@@ -1,10 +1,11 @@
 """The cpu backend: torch models on lane threads.
 
-Each lane is an OS thread with its own share of the cores (``lanes x
-threads_per_lane <= cores``). Torch kernels release the GIL, so lanes really
-run at once and really interfere (memory bandwidth, caches): a faithful
-stand-in for GPU co-location on a machine without one. Inputs are stacked
-into a batch and outputs split on the lane thread, never on the event loop.
+Each lane is an OS thread with its own share of the cores (at most one
+lane per core; by default ``lanes x threads_per_lane <= cores``). Torch
+kernels release the GIL, so lanes really run at once and really interfere
+(memory bandwidth, caches): a faithful stand-in for GPU co-location on a
+machine without one. Inputs are stacked into a batch and outputs split on
+the lane thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "split_outputs",
     "stack_batch",
     "stacks",
+    "usable_cores",
 ]
 
 #: Runs a model on a batch's samples and returns its batched output (on the host).
@@ -163,17 +165,39 @@ def run_batch(
     return Completion(outputs, None, start, clock.now())
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 class CpuBackend(Backend):
-    """Torch on CPU lane threads; ``threads_per_lane`` defaults to ``max(1, cores // lanes)``."""
+    """Torch on CPU lane threads: at most one lane per core.
+
+    ``lanes`` defaults to two (one on a single core), ``threads_per_lane`` to
+    ``max(1, cores // lanes)``, so that ``lanes x threads_per_lane <= cores``;
+    a ``threads_per_lane`` given is taken as it is. The cores are those this
+    process may run on.
+    """
 
     name = "cpu"
 
-    def __init__(self, lanes: int = 2, threads_per_lane: int | None = None) -> None:
-        super().__init__(lanes)
-        if threads_per_lane is not None and threads_per_lane < 1:
-            raise InvalidConfig("threads_per_lane must be >= 1")
-        cores = os.cpu_count() or 1
-        self.threads_per_lane = threads_per_lane or max(1, cores // lanes)
+    def __init__(self, lanes: int | None = None, threads_per_lane: int | None = None) -> None:
+        cores = usable_cores()
+        super().__init__(min(2, cores) if lanes is None else lanes)
+        lanes = self.lanes
+        t = threads_per_lane
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+            raise InvalidConfig(f"threads_per_lane must be an int >= 1, got {t!r}")
+        if lanes > cores:
+            # Past one core a lane, lanes only take turns on the cores: no more work gets
+            # done, every batch takes longer, and the event loop waits behind them.
+            raise InvalidConfig(
+                f"the cpu backend runs each lane on a core of its own, and this process may "
+                f"use {cores} core(s): lanes must be <= {cores}, got {lanes}"
+            )
+        self.threads_per_lane = t or max(1, cores // lanes)
         if lanes > 1 and lanes * self.threads_per_lane >= cores:
             self.colocation_cost = 0.25
         self._threads: list[LaneThread] = []
