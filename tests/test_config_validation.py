@@ -100,6 +100,8 @@ def test_the_cpu_backend_refuses_more_lanes_than_cores() -> None:
     with pytest.raises(aiosched.InvalidConfig, match=f"must be <= {cores}") as exc:
         aiosched.Scheduler("cpu", lanes=cores + 1)
     assert "core" in _one_line(exc)
+    with pytest.raises(aiosched.InvalidConfig, match="core"):
+        aiosched.Scheduler("cpu", lanes=1000)  # the issue's: 1000 threads on 2 cores
     with pytest.raises(aiosched.InvalidConfig, match="threads_per_lane must be an int"):
         CpuBackend(lanes=1, threads_per_lane=True)
     backend = CpuBackend(lanes=cores)

@@ -185,18 +185,19 @@ class CpuBackend(Backend):
 
     def __init__(self, lanes: int | None = None, threads_per_lane: int | None = None) -> None:
         cores = usable_cores()
-        super().__init__(min(2, cores) if lanes is None else lanes)
-        lanes = self.lanes
-        t = threads_per_lane
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
-            raise InvalidConfig(f"threads_per_lane must be an int >= 1, got {t!r}")
-        if lanes > cores:
+        if lanes is None:
+            lanes = min(2, cores)
+        elif isinstance(lanes, int) and not isinstance(lanes, bool) and lanes > cores:
             # Past one core a lane, lanes only take turns on the cores: no more work gets
             # done, every batch takes longer, and the event loop waits behind them.
             raise InvalidConfig(
                 f"the cpu backend runs each lane on a core of its own, and this process may "
                 f"use {cores} core(s): lanes must be <= {cores}, got {lanes}"
             )
+        super().__init__(lanes)
+        t = threads_per_lane
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+            raise InvalidConfig(f"threads_per_lane must be an int >= 1, got {t!r}")
         self.threads_per_lane = t or max(1, cores // lanes)
         if lanes > 1 and lanes * self.threads_per_lane >= cores:
             self.colocation_cost = 0.25
