@@ -16,6 +16,7 @@ __all__ = [
     "InvalidInput",
     "LaneFailed",
     "ModelError",
+    "ModelOutputError",
     "Overloaded",
     "SchedulerClosed",
     "UnknownModel",
@@ -60,6 +61,15 @@ class SchedulerClosed(AioschedError):
 
 class ModelError(AioschedError):
     """The model raised while running this request's input; the original error is ``__cause__``."""
+
+
+class ModelOutputError(ModelError, ValueError):
+    """The model's output for a batch cannot be split into one row per input.
+
+    A backend raises it where the model returned something other than tensors (and
+    tuples, lists and dicts of them) with one row per input along the first dimension;
+    the caller gets a :class:`ModelError` with this as its ``__cause__``.
+    """
 
 
 class LaneFailed(AioschedError):

@@ -45,7 +45,7 @@ from .policy import Policy, make_policy
 from .predict import Predictor, Profile, make_predictor
 from .queue import QUEUED, SETTLED, ModelQueue, Request
 from .ready import ReadyQueues
-from .spec import ModelSpec
+from .spec import ModelSpec, as_shape
 from .telemetry.snapshot import LaneSnapshot, LatencySummary, ModelSnapshot, SchedulerSnapshot
 from .telemetry.stats import ModelCounters
 from .timeline import Running, Timeline
@@ -122,8 +122,9 @@ class Scheduler:
         self._admit = self._policy.admit
         self._predictor = make_predictor(predictor)
         self._predictor.attach(self._backend)
-        if warmup_repeats < 0:
-            raise InvalidConfig("warmup_repeats must be >= 0")
+        w = warmup_repeats
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise InvalidConfig(f"warmup_repeats must be an int >= 0, got {w!r}")
         if profile is not None:
             # Measured solo latencies (``aiosched profile``) seed the predictor before any run.
             if not isinstance(profile, Profile):
@@ -250,18 +251,19 @@ class Scheduler:
         """
         if self._closing:
             raise SchedulerClosed("cannot register on a closing scheduler")
-        if name in self._models:
-            raise InvalidConfig(f"model {name!r} is already registered")
+        # The spec checks every setting (the name first) before the name is used as a key.
         spec = ModelSpec(
             name=name,
             model=model,
             max_batch_size=max_batch_size,
-            input_shape=None if input_shape is None else tuple(input_shape),
+            input_shape=as_shape(name, input_shape),
             dtype=dtype,
             default_deadline=deadline,
             max_queue=max_queue,
             warmup=warmup,
         )
+        if name in self._models:
+            raise InvalidConfig(f"model {name!r} is already registered")
         if self._started:
             self._backend.load(spec)
         entry = _Model(spec, ModelQueue(spec, self._policy.order))
@@ -362,14 +364,20 @@ class Scheduler:
                 raise InvalidInput("give either deadline (seconds from now) or deadline_at")
             if isinstance(budget, bool) or not isinstance(budget, int | float):
                 raise InvalidInput(f"deadline must be seconds (a number), got {budget!r}")
-            if not budget > 0 or math.isnan(budget):
-                raise InvalidInput(f"deadline must be > 0 seconds from now, got {budget!r}")
+            if not (budget > 0 and math.isfinite(budget)):
+                raise InvalidInput(
+                    f"deadline must be a finite number of seconds > 0 from now (leave it out "
+                    f"for none), got {budget!r}"
+                )
             return now + budget
         if absolute is not None:
             if isinstance(absolute, bool) or not isinstance(absolute, int | float):
                 raise InvalidInput(f"deadline_at must be a time in seconds, got {absolute!r}")
-            if math.isnan(absolute):
-                raise InvalidInput("deadline_at is NaN")
+            if not math.isfinite(absolute):
+                raise InvalidInput(
+                    f"deadline_at must be a finite time on now()'s clock (leave it out for "
+                    f"none), got {absolute!r}"
+                )
             return float(absolute)
         if spec.default_deadline is not None:
             return now + spec.default_deadline

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -234,3 +235,80 @@ def test_models_loaded_before_start_move_at_start(fake_cuda: list[int]) -> None:
 
     asyncio.run(main())
     assert not model.training
+
+
+def test_a_list_of_batched_heads_comes_back_one_row_of_each_per_caller(
+    fake_cuda: list[int],
+) -> None:
+    def heads(batch: torch.Tensor) -> list[torch.Tensor]:
+        return [batch * 10, batch * 100]
+
+    backend = CudaBackend(lanes=1, pinned=False, nvml=False)
+
+    async def main() -> None:
+        async with aiosched.Scheduler(backend, policy="fifo", best_effort=True) as sched:
+            sched.register("h", heads, max_batch_size=2, input_shape=(1,), warmup=False)
+            a, b = await asyncio.gather(
+                sched.infer("h", torch.tensor([1.0]), deadline=5.0),
+                sched.infer("h", torch.tensor([2.0]), deadline=5.0),
+            )
+            assert [h.tolist() for h in a] == [[10.0], [100.0]]
+            assert [h.tolist() for h in b] == [[20.0], [200.0]]
+            assert dict(sched.snapshot().models["h"].batch_sizes) == {2: 1}
+
+    asyncio.run(main())
+
+
+def test_a_base_exception_escaping_a_cuda_lane_job_answers_its_batch(fake_cuda: list[int]) -> None:
+    # Graph capture runs the model outside run_batch's error capture: a sys.exit() there
+    # ended the lane thread and stranded the batch.
+    backend = CudaBackend(lanes=1, graphs=True, pinned=False, nvml=False)
+    spec = aiosched.ModelSpec("m", lambda b: b + 1, input_shape=(2,), dtype=torch.float32)
+    calls = [0]
+
+    def exiting_capture(model: Callable[[Any], Any], example: Any) -> Callable[[Any], Any]:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise SystemExit(1)
+        return model
+
+    async def main() -> tuple[Any, Any]:
+        await backend.start(aiosched.PerfClock())
+        backend.load(spec)
+        assert backend.graphs is not None
+        backend.graphs._capture = exiting_capture
+        loop = asyncio.get_running_loop()
+        try:
+            first: asyncio.Future[Any] = loop.create_future()
+            second: asyncio.Future[Any] = loop.create_future()
+            backend.submit(0, spec, [torch.zeros(2)], first.set_result)
+            backend.submit(0, spec, [torch.zeros(2)], second.set_result)
+            async with asyncio.timeout(60):  # a guard against the old hang only
+                return await first, await second
+        finally:
+            await backend.aclose()
+
+    first, second = asyncio.run(main())
+    assert isinstance(first.error, SystemExit)
+    assert second.error is None and second.outputs[0].tolist() == [1.0, 1.0]
+
+
+def test_a_failed_start_stops_the_cuda_lanes_it_had_started(
+    fake_cuda: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = cuda_module.LaneThread
+
+    def second_fails(index: int, *args: Any, **kwargs: Any) -> Any:
+        if index == 1:
+            raise RuntimeError("can't start new thread")
+        return real(index, *args, **kwargs)
+
+    monkeypatch.setattr(cuda_module, "LaneThread", second_fails)
+    backend = CudaBackend(lanes=2, pinned=False, nvml=False)
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="new thread"):
+            await backend.start(aiosched.PerfClock())
+
+    asyncio.run(main())
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("aiosched-cuda")]

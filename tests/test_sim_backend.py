@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import math
 import statistics
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -264,6 +265,34 @@ def test_outputs_echo_inputs_in_order_or_apply_output() -> None:
     assert echo.outputs == [3, 1, 2]
     assert double.outputs == [6, 2, 4]
     assert isinstance(broke.error, ZeroDivisionError)
+
+
+def test_a_hook_calling_sys_exit_fails_its_batch_and_a_ctrl_c_still_stops_the_run() -> None:
+    def leave(x: Any) -> Any:
+        sys.exit(3)  # a model does not end the application
+
+    quitter = dataclasses.replace(FLAT, output=leave)
+
+    async def main() -> tuple[Completion, Completion]:
+        backend = await started(SimBackend(lanes=1), flat_spec("quit", quitter), flat_spec())
+        quit_ = await submit(backend, 0, flat_spec("quit", quitter), [1])
+        after = await submit(backend, 0, flat_spec(), [1])
+        return quit_, after
+
+    quit_, after = simtime.run(main())
+    assert isinstance(quit_.error, SystemExit) and after.outputs == [1]
+
+    def interrupt(x: Any) -> Any:
+        raise KeyboardInterrupt  # the hooks run on the main thread: this may be the user's
+
+    ctrl_c = dataclasses.replace(FLAT, output=interrupt)
+
+    async def stopped() -> None:
+        backend = await started(SimBackend(lanes=1), flat_spec("c", ctrl_c))
+        await submit(backend, 0, flat_spec("c", ctrl_c), [1])
+
+    with pytest.raises(KeyboardInterrupt):
+        simtime.run(stopped())
 
 
 def test_misuse_raises() -> None:

@@ -20,7 +20,7 @@ def make_backend(spec: str | Backend, lanes: int | None = None) -> Backend:
         if lanes is not None and lanes != spec.lanes:
             raise InvalidConfig(f"lanes={lanes} conflicts with the backend's {spec.lanes} lanes")
         return spec
-    n = 2 if lanes is None else lanes
+    n = 2 if lanes is None else lanes  # the cpu backend picks its own default (cores)
     if spec == "auto":
         import torch
 
@@ -32,7 +32,7 @@ def make_backend(spec: str | Backend, lanes: int | None = None) -> Backend:
     if spec == "cpu":
         from .cpu import CpuBackend
 
-        return CpuBackend(lanes=n)
+        return CpuBackend(lanes=lanes)
     if spec == "cuda":
         from .cuda import CudaBackend
 

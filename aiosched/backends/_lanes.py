@@ -3,6 +3,13 @@
 Shared by the cpu and cuda backends. A job runs entirely on its lane's
 thread; its result is handed back with ``call_soon_threadsafe``, so the event
 loop never waits on a model.
+
+Nothing a job raises ends the thread: a thread that died would leave its
+caller waiting for a reply that never comes, and ``stop()`` (so the
+scheduler's ``aclose()``) waiting for jobs that never run. Jobs return their
+own errors as results; whatever escapes one anyway (``BaseException``
+included) becomes that job's reply through ``fault``, and a lane whose setup
+failed answers every job with a :class:`~aiosched.backends.base.LaneFailure`.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import queue
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from .base import LaneFailure
 
 __all__ = ["LaneThread"]
 
@@ -28,10 +37,13 @@ class LaneThread:
         loop: asyncio.AbstractEventLoop,
         setup: Callable[[], None] | None = None,
         name: str = "aiosched-lane",
+        *,
+        fault: Callable[[BaseException], Any],
     ) -> None:
         self.index = index
         self._loop = loop
         self._setup = setup
+        self._fault = fault
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._exited: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._main, name=f"{name}-{index}", daemon=True)
@@ -42,15 +54,26 @@ class LaneThread:
         self._jobs.put((job, reply))
 
     def _main(self) -> None:
+        broken: BaseException | None = None
         try:
             if self._setup is not None:
-                self._setup()
+                try:
+                    self._setup()
+                except BaseException as exc:  # answer every job with it, rather than exit
+                    broken = LaneFailure(f"lane {self.index} failed to start: {exc!r}")
+                    broken.__cause__ = exc
             while True:
                 item = self._jobs.get()
                 if item is _STOP:
                     return
                 job, reply = item
-                result = job()  # jobs catch their own errors and return them as results
+                if broken is not None:
+                    result = self._fault(broken)
+                else:
+                    try:
+                        result = job()  # jobs return their own errors as results
+                    except BaseException as exc:
+                        result = self._fault(exc)
                 self._post(reply, result)
         finally:
             self._post(_resolve, self._exited)

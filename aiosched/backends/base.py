@@ -18,7 +18,12 @@ from typing import Any
 from ..clock import Clock, PerfClock
 from ..spec import ModelSpec
 
-__all__ = ["Backend", "Completion", "DoneCallback", "LaneFailure"]
+__all__ = ["MAX_LANES", "Backend", "Completion", "DoneCallback", "LaneFailure"]
+
+#: The most lanes a backend may have. Every lane is a batch in flight on one device;
+#: prediction is already worse at 4 than at 2 (README), and the policy and predictors
+#: look at every lane in flight, so far beyond this a run does little but schedule.
+MAX_LANES = 64
 
 
 class LaneFailure(Exception):
@@ -33,6 +38,12 @@ class Completion:
     error: BaseException | None
     start: float
     end: float
+
+    @classmethod
+    def failed(cls, error: BaseException, clock: Clock) -> Completion:
+        """A batch that ended in ``error`` at once, now on ``clock``."""
+        now = clock.now()
+        return cls(None, error, now, now)
 
 
 DoneCallback = Callable[[Completion], None]
@@ -52,10 +63,13 @@ class Backend(abc.ABC):
     owns_clock: bool = False
 
     def __init__(self, lanes: int) -> None:
-        if not isinstance(lanes, int) or lanes < 1:
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
             from ..errors import InvalidConfig
 
-            raise InvalidConfig(f"lanes must be an int >= 1, got {lanes!r}")
+            raise InvalidConfig(
+                f"lanes must be an int from 1 to {MAX_LANES} (batches run at once on one "
+                f"device), got {lanes!r}"
+            )
         self.lanes = lanes
 
     def default_clock(self, loop: asyncio.AbstractEventLoop) -> Clock:

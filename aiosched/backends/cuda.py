@@ -221,12 +221,17 @@ class CudaBackend(Backend):
         if self.use_graphs:
             self.graphs = GraphCache(self.lanes, capture_cuda_graph)
         self._lanes = [_Lane(self, i) for i in range(self.lanes)]
-        self._threads = [
-            LaneThread(i, loop, lane.setup, name="aiosched-cuda")
-            for i, lane in enumerate(self._lanes)
-        ]
-        if self.use_nvml:
-            self.sampler = await asyncio.to_thread(self._start_sampler, index, uuid)
+        fault = partial(Completion.failed, clock=clock)
+        try:
+            for i, lane in enumerate(self._lanes):
+                self._threads.append(
+                    LaneThread(i, loop, lane.setup, name="aiosched-cuda", fault=fault)
+                )
+            if self.use_nvml:
+                self.sampler = await asyncio.to_thread(self._start_sampler, index, uuid)
+        except BaseException:
+            await self.aclose()  # the lanes already started would outlive a failed start
+            raise
 
     def _open_device(self) -> tuple[int, str]:
         """Check the device and initialise CUDA on it; returns its index and UUID ("" if none)."""

@@ -385,8 +385,13 @@ class SimBackend(Backend):
             else:
                 out = model.output
                 outputs = [out(x) if out is not None else x for x in run.inputs]
-        except Exception as exc:  # a faulty fails/output hook is the model raising
-            error = exc
+        except KeyboardInterrupt:
+            # The hooks run on the loop's (main) thread, where a Ctrl-C lands: that is the
+            # user's, not the model's. (On the cpu and cuda backends' lane threads no
+            # signal can arrive, so there a KeyboardInterrupt is the model's own raise.)
+            raise
+        except BaseException as exc:  # a faulty fails/output hook is the model raising,
+            error = exc  # sys.exit() included: a model does not end the application
         self._loop.call_soon(run.on_done, Completion(outputs, error, run.start, now))
 
     def _schedule_drift(self) -> None:

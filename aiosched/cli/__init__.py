@@ -6,10 +6,13 @@ import importlib
 
 import typer
 
+from ._parse import OneLineErrors
+
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="aiosched",
+    cls=OneLineErrors,  # a bad value is one line and exit code 2, in every command
     help="Inference scheduling with predictable latency: load tests, profiles, experiments.",
     no_args_is_help=True,
     add_completion=False,

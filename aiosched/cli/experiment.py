@@ -19,13 +19,24 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._parse import backend_option, name_list, size_list
+from ..backends.base import MAX_LANES
+from ..backends.cpu import usable_cores
+from ._parse import (
+    backend_option,
+    bad,
+    check_lanes,
+    check_requests,
+    check_writable,
+    fail,
+    finite,
+    name_list,
+    size_list,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -45,7 +56,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--models", help="Comma-separated model names.")
         ] = None,
         lanes: Annotated[
-            int | None, typer.Option("--lanes", min=1, help="Concurrent lanes.")
+            int | None, typer.Option("--lanes", min=1, max=MAX_LANES, help="Concurrent lanes.")
         ] = None,
         rate: Annotated[
             float | None, typer.Option("--rate", min=0.001, help="Total requests/s.")
@@ -67,7 +78,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         seed: Annotated[
-            int, typer.Option("--seed", help="Seed of the arrivals and the sim backend.")
+            int, typer.Option("--seed", min=0, help="Seed of the arrivals and the sim backend.")
         ] = 0,
     ) -> None:
         """Predictor error (MAPE, p95 APE) on a 75/25 split, and recovery from drift."""
@@ -95,7 +106,20 @@ def register(app: typer.Typer) -> None:
             )
             config.validate()
         except InvalidConfig as exc:
-            raise typer.BadParameter(str(exc)) from None
+            bad(exc)
+        for value, hint in (
+            (rate, "--rate"),
+            (deadline, "--deadline"),
+            (duration, "--duration"),
+            (drift_duration, "--drift-duration"),
+        ):
+            finite(value, hint)
+        check_requests(config.rate, config.duration)
+        if config.drift:
+            check_requests(config.rate, config.drift_duration)
+        check_lanes(backend, config.lanes)
+        if json_path is not None:
+            check_writable(json_path)
         console = Console()
         with console.status("starting") as status:
             report = run(config, on_stage=lambda s: status.update(s))
@@ -121,7 +145,7 @@ def register(app: typer.Typer) -> None:
         models: Annotated[
             str | None, typer.Option("--models", help="Comma-separated sim models.")
         ] = None,
-        lanes: Annotated[int | None, typer.Option("--lanes", min=1)] = None,
+        lanes: Annotated[int | None, typer.Option("--lanes", min=1, max=MAX_LANES)] = None,
         rate: Annotated[
             float | None, typer.Option("--rate", min=0.001, help="Total requests/s.")
         ] = None,
@@ -131,7 +155,7 @@ def register(app: typer.Typer) -> None:
         duration: Annotated[
             float | None, typer.Option("--duration", min=0.1, help="Seconds.")
         ] = None,
-        seed: Annotated[int, typer.Option("--seed")] = 0,
+        seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
     ) -> None:
         """Met-deadline fraction of the scheduler with each predictor, same arrivals (sim)."""
         from rich.console import Console
@@ -151,7 +175,12 @@ def register(app: typer.Typer) -> None:
             )
             config.validate()
         except InvalidConfig as exc:
-            raise typer.BadParameter(str(exc)) from None
+            bad(exc)
+        for value, hint in ((rate, "--rate"), (deadline, "--deadline"), (duration, "--duration")):
+            finite(value, hint)
+        check_requests(config.rate, config.duration)
+        if json_path is not None:
+            check_writable(json_path)
         console = Console()
         with console.status("running the workload once per predictor"):
             data = compare(config)
@@ -169,9 +198,13 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         tasks: Annotated[
-            str,
-            typer.Option("--tasks", help="Co-located tasks: a maximum (8 means 1..8) or 1,2,4,8."),
-        ] = "8",
+            str | None,
+            typer.Option(
+                "--tasks",
+                help="Co-located tasks: a maximum (8 means 1..8) or 1,2,4,8 (default 8; on cpu "
+                "one a core).",
+            ),
+        ] = None,
         batch_size: Annotated[
             int, typer.Option("--batch-size", min=1, help="Batch size of every task.")
         ] = 1,
@@ -190,7 +223,7 @@ def register(app: typer.Typer) -> None:
         json_path: Annotated[
             Path | None, typer.Option("--json", help="Write the results here.")
         ] = None,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the sim backend.")] = 0,
+        seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the sim backend.")] = 0,
     ) -> None:
         """p50/p99 latency and throughput of 1..k closed-loop tasks, sequential vs concurrent."""
         from rich.console import Console
@@ -199,7 +232,11 @@ def register(app: typer.Typer) -> None:
         from ..experiments.colocation import ColocationConfig, run
 
         backend = backend_option(backend)
+        if tasks is None:
+            # Concurrent tasks each take a lane: on cpu, a lane a core is the most there is.
+            tasks = str(usable_cores()) if backend == "cpu" else "8"
         counts = task_counts(tasks)
+        check_lanes(backend, max(counts), "--tasks")
         if json_path is not None:
             check_writable(json_path, "--json")
         try:
@@ -214,7 +251,7 @@ def register(app: typer.Typer) -> None:
             )
             config.validate()
         except InvalidConfig as exc:
-            raise typer.BadParameter(str(exc)) from None
+            bad(exc)
         console = Console()
         with console.status("starting") as status:
             data = run(config, on_stage=lambda s: status.update(s))
@@ -242,7 +279,7 @@ def register(app: typer.Typer) -> None:
         json_path: Annotated[
             Path | None, typer.Option("--json", help="Write the results here.")
         ] = None,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the arrivals.")] = 0,
+        seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the arrivals.")] = 0,
     ) -> None:
         """Sim: attainment after a slowdown, per predictor with admission (does it lock out?)."""
         from rich.console import Console
@@ -251,6 +288,15 @@ def register(app: typer.Typer) -> None:
         from ..experiments.recovery import PREDICTORS, RecoveryConfig, run
         from ..predict import make_predictor
 
+        for value, hint in (
+            (deadline, "--deadline"),
+            (slowdown, "--slowdown"),
+            (slow_at, "--slow-at"),
+            (slow_for, "--slow-for"),
+            (duration, "--duration"),
+        ):
+            finite(value, hint)
+        check_requests(rate, duration)
         if json_path is not None:
             check_writable(json_path, "--json")
         names = PREDICTORS if predictors is None else name_list(predictors, "--predictors")
@@ -269,7 +315,7 @@ def register(app: typer.Typer) -> None:
             for name in names:
                 make_predictor(name)
         except InvalidConfig as exc:
-            raise typer.BadParameter(str(exc)) from None
+            bad(exc)
         console = Console()
         with console.status("running"):
             data = run(config)
@@ -297,25 +343,12 @@ def task_counts(value: str) -> tuple[int, ...]:
         ) from None
 
 
-def check_writable(path: Path, hint: str) -> None:
-    """Fail now (exit 2), not after the run, if ``path`` cannot be written."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        problem = "is a directory"
-    elif not parent.is_dir():
-        problem = f"is in {str(parent)!r}, which is not a directory"
-    elif path.exists() and not os.access(path, os.W_OK):
-        problem = "is not writable"
-    elif not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        problem = f"cannot be created in {str(parent)!r}"
-    else:
-        return
-    raise typer.BadParameter(f"{str(path)!r} {problem}", param_hint=hint)
-
-
 def _write(path: Path | None, data: dict[str, Any], console: Any) -> None:
     if path is not None:
-        path.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+        try:
+            path.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+        except OSError as exc:  # checked before the run; this is what changed since
+            raise fail(f"cannot write {path}: {exc}") from None
         console.print(f"results written to {path}")
 
 

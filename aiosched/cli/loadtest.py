@@ -5,8 +5,9 @@ models on the cpu backend, or cuda where present) at ``--rate auto``: a short
 peak search at the start (a few steps of 2.5 s; virtual time on sim), then 70 %
 of the measured peak. ``--rate peak`` runs the full search and then runs at the
 peak; the JSON report has the search under ``config.peak``. Bad options or files end
-with a one-line message and exit code 2; Ctrl-C stops sending, drains, and
-still prints and writes the report.
+with a one-line message and exit code 2, before the run where they can be
+checked (``--json`` is tried for writing first); Ctrl-C stops sending, drains,
+and still prints and writes the report.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from ..backends.base import MAX_LANES
 from ..errors import AioschedError
 from ..loadgen import Progress, render_summary, write_report
 from ..loadgen.harness import AUTO_RATE_FRACTION, LoadtestConfig, resolve_backend, run_loadtest
 from ..loadgen.peak import PeakResult, PeakStep, render_steps
 from ..scheduler import DEFAULT_PREDICTOR, Scheduler
+from ..spec import MAX_BATCH_SIZE
 from ..telemetry.snapshot import SchedulerSnapshot
 from ._live import live_view, plain_line
+from ._parse import bad, check_lanes, check_requests, check_writable, fail, finite
 
 
 def _rate(value: str) -> tuple[float | None, str]:
@@ -36,7 +40,7 @@ def _rate(value: str) -> tuple[float | None, str]:
     try:
         return float(value), "fixed"
     except ValueError:
-        raise typer.BadParameter(f"expected requests/s, 'auto' or 'peak', got {value!r}") from None
+        bad(f"expected requests/s, 'auto' or 'peak', got {value!r}", "--rate")
 
 
 def register(app: typer.Typer) -> None:
@@ -67,9 +71,13 @@ def register(app: typer.Typer) -> None:
         predictor: Annotated[
             str, typer.Option(help="latency predictor, e.g. solo or overlap:quantile=0.9")
         ] = DEFAULT_PREDICTOR,
-        lanes: Annotated[int, typer.Option(help="concurrent lanes on the device")] = 2,
-        max_batch_size: Annotated[int, typer.Option(help="largest batch per model")] = 8,
-        seed: Annotated[int, typer.Option(help="seed of the arrivals")] = 0,
+        lanes: Annotated[
+            int, typer.Option(min=1, max=MAX_LANES, help="concurrent lanes on the device")
+        ] = 2,
+        max_batch_size: Annotated[
+            int, typer.Option(min=1, max=MAX_BATCH_SIZE, help="largest batch per model")
+        ] = 8,
+        seed: Annotated[int, typer.Option(min=0, help="seed of the arrivals")] = 0,
         slo_attainment: Annotated[
             float, typer.Option(help="peak search: fraction of requests that must meet deadlines")
         ] = 0.99,
@@ -85,9 +93,16 @@ def register(app: typer.Typer) -> None:
         """Drive an open-loop workload through the scheduler and report latency and goodput."""
         # In a pipe rich assumes 80 columns, too narrow for the summary: give logs room.
         console = Console(width=None if sys.stdout.isatty() else 120)
-        err = Console(stderr=True)
+        # Everything that can be checked before the run is (bad values: one line, exit 2).
+        fixed_rate, rate_mode = _rate(rate)
+        finite(duration, "--duration")
+        finite(step_duration, "--step-duration")
+        check_requests(fixed_rate, duration)
+        if models is not None and not models.strip():
+            bad("give at least one model (leave --models out for the default set)", "--models")
+        if json_path is not None:
+            check_writable(json_path)
         try:
-            fixed_rate, rate_mode = _rate(rate)
             cfg = LoadtestConfig(
                 backend=backend,
                 models=models,
@@ -105,13 +120,16 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 max_batch_size=max_batch_size,
             )
+        except AioschedError as exc:
+            raise fail(exc) from None
+        check_lanes(resolve_backend(cfg.backend), lanes)
+        try:
             report, _ = _run(cfg, console, live and console.is_terminal)
         except (AioschedError, OSError) as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(exc) from None
         except (KeyboardInterrupt, asyncio.CancelledError):
             # A second Ctrl-C: in-flight requests were cancelled, there is no full report.
-            err.print("interrupted: requests in flight were cancelled; no report", highlight=False)
+            typer.echo("interrupted: requests in flight were cancelled; no report", err=True)
             raise typer.Exit(130) from None
         console.print(render_summary(report))
         peak = report["config"].get("peak")
@@ -121,8 +139,7 @@ def register(app: typer.Typer) -> None:
             try:
                 write_report(report, json_path)
             except OSError as exc:
-                err.print(f"[bold red]error:[/] cannot write {json_path}: {exc}", highlight=False)
-                raise typer.Exit(2) from None
+                raise fail(f"cannot write {json_path}: {exc}") from None
             console.print(f"report written to {json_path}")
 
 

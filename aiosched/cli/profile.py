@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._parse import backend_option, name_list, size_list
+from ._parse import backend_option, bad, check_writable, fail, name_list, size_list
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -50,15 +50,20 @@ def register(app: typer.Typer) -> None:
 
         from ..errors import AioschedError, InvalidConfig
         from ..experiments.setup import CPU_MODELS, CUDA_MODELS, SIM_MODELS, check_models
+        from ..spec import MAX_BATCH_SIZE
 
         backend = backend_option(backend)
         default = {"sim": SIM_MODELS, "cpu": CPU_MODELS}.get(backend, CUDA_MODELS)
         names = name_list(models, "--models") if models is not None else default
         sizes = size_list(batch_sizes)
+        if sizes[-1] > MAX_BATCH_SIZE:
+            bad(f"batch sizes must be <= {MAX_BATCH_SIZE}, got {sizes[-1]}", "--batch-sizes")
         try:
             check_models(backend, names)
         except InvalidConfig as exc:
-            raise typer.BadParameter(str(exc), param_hint="--models") from None
+            bad(exc, "--models")
+        if json_path is not None:
+            check_writable(json_path)  # now, not after the run
         console = Console()
         progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
@@ -72,11 +77,13 @@ def register(app: typer.Typer) -> None:
             with progress:
                 result = measure_profile(backend, names, sizes, repeats, warmup, on_run)
         except AioschedError as exc:
-            console.print(f"[red]profile failed:[/red] {exc}")
-            raise typer.Exit(1) from None
+            raise fail(f"profile failed: {exc}", 1) from None
         console.print(render(result))
         if json_path is not None:
-            result.save(json_path)
+            try:
+                result.save(json_path)
+            except OSError as exc:
+                raise fail(f"cannot write {json_path}: {exc}") from None
             console.print(f"profile written to {json_path}")
 
 

@@ -1,0 +1,7 @@
+"""``python -m aiosched.cli``: the same command line as the ``aiosched`` script."""
+
+from __future__ import annotations
+
+from . import main
+
+main()
