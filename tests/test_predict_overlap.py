@@ -8,12 +8,12 @@ import pytest
 
 from aiosched import simtime
 from aiosched.backends.sim import SimBackend, SimModel
-from aiosched.experiments.predictors import PredictorsConfig, record
+from aiosched.experiments.predictors import PredictorsConfig, record, recovery
 from aiosched.experiments.replay import Scored, ape_summary, replay
 from aiosched.predict import OverlapPredictor, SoloPredictor, StaticPredictor
 from aiosched.scheduler import Scheduler
 from aiosched.timeline import Execution
-from tests.predict_helpers import profile, running, served, trace
+from tests.predict_helpers import MODELS, profile, running, served, trace
 
 
 def split(executions: Sequence[Execution], fraction: float = 0.5) -> float:
@@ -133,6 +133,39 @@ def test_device_factor_catches_a_device_wide_slowdown() -> None:
 
     assert after(with_factor) < 0.08
     assert after(with_factor) < after(without)
+
+
+def test_device_factor_jumps_to_a_sudden_threefold_slowdown() -> None:
+    # The whole device becomes 3x slower at once, at a load it still serves (no model
+    # changes): nothing but the latencies tells the predictor. A factor nudged 10 % of each
+    # error at a time needed about 20 executions to get half-way, and the interference
+    # weights took up part of the step meanwhile.
+    config = PredictorsConfig(
+        models=MODELS, rate=100.0, drift_duration=6.0, drift_speed=1 / 3, drift_mix=1.0
+    )
+    executions, drift_at = record(config, drift=True)
+    predictor = OverlapPredictor()
+    ordered = sorted(executions, key=lambda e: e.end)
+    before = [e for e in ordered if e.end <= drift_at]
+    for e in before:
+        predictor.learn(e)
+    solo = {m: predictor.solo(m, 4) for m in MODELS}
+    started = [e for e in ordered[len(before) :] if e.start >= drift_at][:15]
+    for e in ordered[len(before) :]:
+        predictor.learn(e)
+        if e is started[-1]:
+            break
+    for m in MODELS:
+        assert predictor.solo(m, 4) / solo[m] == pytest.approx(3.0, rel=0.15), m
+
+    # And the predictions are back within 10 % (a rolling mean over 20) within 35 executions.
+    scored = replay(OverlapPredictor(), executions)
+    after = sorted(
+        (s for s in scored if s.execution.start >= drift_at),
+        key=lambda s: (s.execution.start, s.execution.id),
+    )
+    recovered = recovery([s.ape for s in after])
+    assert recovered is not None and recovered <= 35
 
 
 def test_static_fitted_before_a_drift_is_left_behind() -> None:
