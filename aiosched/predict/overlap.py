@@ -137,7 +137,7 @@ class _Level:
     def __init__(self, window: int) -> None:
         self.value = 0.0
         self.factor = 1.0  # exp(value)
-        self.noise = math.nan  # typical |residual|
+        self.noise = 0.0  # typical |residual|
         self.updates = 0
         self.implied: deque[float] | None = deque(maxlen=window) if window else None
 
@@ -147,9 +147,9 @@ class _Level:
         clipped = min(0.5, max(-0.5, residual))
         size = abs(clipped)
         noise = self.noise
-        self.updates += 1
-        if math.isnan(noise):
-            self.noise = size
+        updates = self.updates = self.updates + 1
+        if updates <= _NOISE_MEMORY:
+            self.noise = noise + (size - noise) / updates  # the plain mean, to begin with
         else:
             # Winsorised, so that the errors of a shift itself barely raise the bar for it
             # (never below 5 %, so that a size once measured near zero can still grow).
