@@ -31,7 +31,10 @@ Columns: MAPE before the neighbour (the mean rolling error, from the
 executions after it and over the rest; the peak of the rolling MAPE over
 ``--window`` executions after it; ``recover``, the executions after the
 neighbour started until that rolling error stays under ``--target`` (15 %)
-for the rest of the run (``never``: it ends above); ``under``, the fraction
+for the rest of the run (``never``: it ends above); ``above``, the fraction
+of the rolling windows after it (from the ``--window``-th execution on) at or
+above ``--target``, a measure of the same that one late excursion does not
+decide; ``under``, the fraction
 of executions that took at most the prediction, before/after (0.9 for a
 calibrated 90th percentile). A line per batch size gives the median latency
 before and after, to show what the neighbour did.
@@ -183,6 +186,7 @@ def score(
         "later": mean(apes[first + args.horizon :]),
         "peak": max(after, default=math.nan),
         "recovered_after": recovered,
+        "above": mean([float(r >= args.target) for r in after[args.window :]]),
         "under_before": mean([float(u) for u in under[:first]]),
         "under_after": mean([float(u) for u in under[first:]]),
     }
@@ -242,14 +246,14 @@ def main() -> None:
             f"{m1 * 1e3:.1f} ms after ({n1})"
         )
     print(
-        f"MAPE; rolling over {args.window}: peak after and executions until it stays under "
-        f"{args.target:.0%}; fraction at or under the prediction; floor: mean of up to "
-        f"{2 * args.floor_k} look-alikes nearby"
+        f"MAPE; rolling over {args.window}: peak after, executions until it stays under "
+        f"{args.target:.0%}, fraction of windows above it; fraction at or under the "
+        f"prediction; floor: mean of up to {2 * args.floor_k} look-alikes nearby"
     )
     horizon = f"first{args.horizon}"
     print(
         f"{'scored':22s} {'before':>7s} {'after':>7s} {horizon:>8s} {'later':>7s} "
-        f"{'peak':>7s} {'recover':>7s} {'under':>11s}"
+        f"{'peak':>7s} {'recover':>7s} {'above':>6s} {'under':>11s}"
     )
     out: dict[str, Any] = {
         "config": vars(args),
@@ -265,6 +269,7 @@ def main() -> None:
         print(
             f"{label:22s} {sc['before']:7.1%} {sc['after']:7.1%} {sc['first']:8.1%} "
             f"{sc['later']:7.1%} {sc['peak']:7.1%} {'never' if n is None else n:>7} "
+            f"{sc['above']:6.0%} "
             f"{sc['under_before']:5.0%}/{sc['under_after']:<5.0%}"
         )
         out["scores"][label] = sc
