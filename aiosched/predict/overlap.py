@@ -38,6 +38,15 @@ forget far more slowly (``solo_forgetting``) than the interference weights
 device) is caught instead by one *device factor* shared by all models,
 nudged by every execution's log error against what the fit explains given
 the overlaps that really happened; latencies are learnt in units of it.
+The nudge is small (``device_rate``), so noise stays out of it; but then a
+large step (the device three times slower) took a hundred executions and
+more, and meanwhile the fast-forgetting interference weights took up part of
+the step as interference, which the predictions then carried for hundreds
+more. So the factor also jumps when three in four of the last ``device_window``
+executions say, each on its own, that it is off to the same side, and the
+median of what they say is beyond three times the errors' typical size: to
+that median.
+Noise (even the heavy-tailed noise of a shared CPU) almost never does that.
 
 Predicting. The executions in flight are projected forward: each one's
 remaining time is ``max(0, expected_end - now)``, so a co-runner about to
@@ -103,6 +112,69 @@ _Key = tuple[int, int]  # (co-runners at dispatch, how many of them are still ru
 _EXACT_UPDATES = 64
 _REFRESH_EVERY = 4
 
+# The device factor's shift detection (_Level): the memory of the errors' typical size, and
+# how many times that size a run of executions must agree on before the factor jumps.
+_NOISE_RATE = 0.02
+_NOISE_MEMORY = 50  # 1 / _NOISE_RATE
+_JUMP = 3.0
+
+
+class _Level:
+    """The device factor's log, tracked from residuals: a slow average, and a jump on a shift.
+
+    Each residual (log of actual over explained, the explanation already
+    scaled by this factor) moves ``value`` by ``rate`` times the residual
+    (clipped, so one wild execution moves it little). Each also implies a
+    value on its own (``value + residual``); when three in four of the last
+    ``window`` of them lie on the same side of ``value`` and their median is
+    further from it than ``_JUMP`` times the residuals' typical size (a slow,
+    winsorised average of their clipped magnitude), the level has moved:
+    ``value`` jumps to that median.
+    """
+
+    __slots__ = ("factor", "implied", "noise", "updates", "value")
+
+    def __init__(self, window: int) -> None:
+        self.value = 0.0
+        self.factor = 1.0  # exp(value)
+        self.noise = 0.0  # typical |residual|
+        self.updates = 0
+        self.implied: deque[float] | None = deque(maxlen=window) if window else None
+
+    def update(self, residual: float, rate: float) -> bool:
+        """Fold in one residual; whether it jumped."""
+        value = self.value
+        clipped = min(0.5, max(-0.5, residual))
+        size = abs(clipped)
+        noise = self.noise
+        updates = self.updates = self.updates + 1
+        if updates <= _NOISE_MEMORY:
+            self.noise = noise + (size - noise) / updates  # the plain mean, to begin with
+        else:
+            # Winsorised, so that the errors of a shift itself barely raise the bar for it
+            # (never below 5 %, so that a size once measured near zero can still grow).
+            self.noise = noise + _NOISE_RATE * (min(size, max(2.0 * noise, 0.05)) - noise)
+        implied = self.implied
+        # No jump until the noise's typical size has been measured (a memory's worth).
+        if implied is not None and self.updates > _NOISE_MEMORY:
+            implied.append(value + residual)
+            n = len(implied)
+            if n == implied.maxlen:
+                ordered = sorted(implied)
+                median = ordered[n // 2]
+                # Three in four on the same side (one execution caught across the change, or
+                # an outlier, must not hide it), the median well beyond the noise.
+                if (ordered[n // 4] > value or ordered[n - 1 - n // 4] < value) and abs(
+                    median - value
+                ) > _JUMP * noise:
+                    self.value = median
+                    self.factor = math.exp(median)
+                    implied.clear()
+                    return True
+        self.value = value + rate * clipped
+        self.factor = math.exp(self.value)
+        return False
+
 
 class _Target:
     """What the predictor knows about one model as the batch being predicted."""
@@ -151,7 +223,8 @@ class OverlapPredictor(Predictor):
     (forgetting of the interference and of the solo-curve weights, prior
     variance); ``background_memory`` the forgetting of the joined-later
     expectation; ``device_rate`` the step of the device factor (0 turns it
-    off); ``quantile`` and ``quantile_step`` the optional quantile margin;
+    off) and ``device_window`` the run of executions that make it jump (0: it
+    never jumps); ``quantile`` and ``quantile_step`` the optional quantile margin;
     ``max_slowdown`` bounds any predicted slowdown; ``default`` is the guess
     in seconds at batch 1 for a model never seen; ``max_corunners`` bounds the
     co-runner models each target keeps weights for (the least recently seen
@@ -172,6 +245,7 @@ class OverlapPredictor(Predictor):
         max_slowdown: float = 20.0,
         default: float = 0.01,
         max_corunners: int = 32,
+        device_window: int = 8,
     ) -> None:
         super().__init__()
         if quantile is not None and not 0.0 < quantile < 1.0:
@@ -188,6 +262,8 @@ class OverlapPredictor(Predictor):
             raise InvalidConfig("default must be a positive number of seconds")
         if not max_corunners >= 1:
             raise InvalidConfig("max_corunners must be >= 1")
+        if device_window != 0 and not 3 <= device_window <= 64:
+            raise InvalidConfig("device_window must be 0 (off) or in [3, 64]")
         RLS(0, forgetting, delta).set_forgetting(0, 0, solo_forgetting)  # validates them now
         self.forgetting = forgetting
         self.solo_forgetting = solo_forgetting
@@ -199,8 +275,10 @@ class OverlapPredictor(Predictor):
         self.max_slowdown = max_slowdown
         self.default = default
         self.max_corunners = max_corunners
+        self.device_window = device_window
         self._g_max = 1.0 - 1.0 / max_slowdown
         self._device = 1.0  # device factor: latencies are learnt in units of it
+        self._level = _Level(device_window)  # log of the device factor
         self._targets: dict[str, _Target] = {}
         # Start times of recently learnt executions, to place peers inside an execution.
         self._starts: dict[int, float] = {}
@@ -221,6 +299,7 @@ class OverlapPredictor(Predictor):
             "max_slowdown": self.max_slowdown,
             "default": self.default,
             "max_corunners": self.max_corunners,
+            "device_window": self.device_window,
         }
 
     def knows(self, model: str) -> bool:
@@ -571,15 +650,15 @@ class OverlapPredictor(Predictor):
         (later joiners, co-runners' ends), and letting that steer a factor
         the fit itself is scaled by would close a loop. Every model's
         executions feed it, so a device-wide change shows up after a few
-        dozen executions of any models; what differs by model is left to the
-        per-model fits.
+        dozen executions of any models (a few, for a large one: see
+        :class:`_Level`); what differs by model is left to the per-model fits.
         """
         if not self.device_rate:
             return
         g = min(self._g_max, max(0.0, lost))
         explained = self.solo(model, b) / (1.0 - g)
-        residual = min(0.5, max(-0.5, math.log(latency / explained)))
-        self._device *= math.exp(self.device_rate * residual)
+        self._level.update(math.log(latency / explained), self.device_rate)
+        self._device = self._level.factor
         self._plan_key = (None, math.nan, "")
 
     def _track_margin(self, execution: Execution) -> None:
