@@ -6,6 +6,26 @@ latencies of each (model, batch size) and predicts their ``quantile``. With
 profile); by default it learns from every execution, so its tail absorbs the
 interference it has seen. Sizes it has not seen are interpolated from the
 neighbouring sizes it has.
+
+Admission and batch sizes act on these levels, and a level that is too high
+locks its size out: the policy stops choosing the size, so it never runs to
+show that the device recovered. Two rules keep a path for evidence.
+
+- A run that shows the device sped up against its size's level
+  (:func:`~aiosched.predict.solotable.sped_up`) drops from that size's window
+  every latency it shows the same against: they describe a device that is
+  gone. It keeps the rest, and it leaves the other sizes alone. Rescaling
+  every size by one size's ratio (as
+  :class:`~aiosched.predict.solotable.SoloTable` does, whose sizes all ran
+  alone through a slowdown) goes wrong here: a window mixes runs alone with
+  runs beside others and may hold a slow outlier or two, so a run alone can
+  be half its level on an unchanged device, and sizes that never saw the
+  slowdown would be taken below their true latency.
+- A size's level is held to the shape batching gives by every size run
+  more recently than it (:func:`_bounded`): no slower than a larger one,
+  and no slower per item than a smaller one. So a size that saw a slowdown
+  and was not run since is bounded by what the sizes run since have
+  measured, while a size just run is never lowered by older evidence.
 """
 
 from __future__ import annotations
@@ -18,12 +38,9 @@ from typing import Any
 from ..errors import InvalidConfig
 from ..timeline import Execution, Running
 from .base import Predictor
-from .solotable import interpolate
+from .solotable import interpolate, sped_up
 
 __all__ = ["SoloPredictor"]
-
-# A latency under this fraction of its size's level is not noise: the device sped up.
-_SPED_UP = 0.5
 
 
 class SoloPredictor(Predictor):
@@ -48,8 +65,11 @@ class SoloPredictor(Predictor):
         self.solo_only = solo_only
         self.default = default
         self._samples: dict[tuple[str, int], deque[float]] = {}
-        self._levels: dict[str, dict[int, float]] = {}
+        self._levels: dict[str, dict[int, float]] = {}  # the window's quantile, per size
+        self._curve: dict[str, dict[int, float]] = {}  # the levels under _bounded, lazily
         self._sizes: dict[str, list[int]] = {}
+        self._runs: dict[str, int] = {}  # observations per model
+        self._seen: dict[str, dict[int, int]] = {}  # per size, the model's count at its last
         self._cache: dict[tuple[str, int], float] = {}
 
     def params(self) -> dict[str, Any]:
@@ -79,33 +99,26 @@ class SoloPredictor(Predictor):
         samples = self._samples.get(key)
         if samples is None:
             samples = self._samples[key] = deque(maxlen=self.window)
-        levels = self._levels.get(model)
-        before = levels.get(batch_size) if levels else None
-        if before is not None and len(samples) >= 3 and latency < _SPED_UP * before:
-            self._rescale(model, latency / before)
+        levels = self._levels.setdefault(model, {})
+        before = levels.get(batch_size)
+        if before is not None and sped_up(latency, before, len(samples)):
+            kept = [s for s in samples if not sped_up(latency, s, len(samples))]
+            samples.clear()
+            samples.extend(kept)
         samples.append(latency)
         ordered = sorted(samples)
         rank = self.quantile * (len(ordered) - 1)
         lo = math.floor(rank)
         hi = min(lo + 1, len(ordered) - 1)
         level = ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
-        levels = self._levels.setdefault(model, {})
         if batch_size not in levels:
             self._sizes[model] = sorted([*levels, batch_size])
         levels[batch_size] = level
+        runs = self._runs[model] = self._runs.get(model, 0) + 1
+        self._seen.setdefault(model, {})[batch_size] = runs
+        self._curve.pop(model, None)
         for cached in [k for k in self._cache if k[0] == model]:
             del self._cache[cached]
-
-    def _rescale(self, model: str, ratio: float) -> None:
-        """The device got much faster (a slowdown ended): every size of ``model`` is taken to
-        have sped up alike, until its own runs say otherwise. Otherwise sizes no longer
-        chosen, because they were predicted too slow, would stay predicted too slow."""
-        for (name, b), samples in self._samples.items():
-            if name == model and samples:
-                level = self._levels[model][b]
-                samples.clear()
-                samples.append(level * ratio)
-                self._levels[model][b] = level * ratio
 
     def _learn(self, execution: Execution) -> None:
         if not execution.ok or (self.solo_only and not execution.solo):
@@ -116,4 +129,34 @@ class SoloPredictor(Predictor):
         levels = self._levels.get(model)
         if not levels:
             return self.default * math.sqrt(max(1, b))
-        return interpolate(levels, self._sizes[model], b)
+        curve = self._curve.get(model)
+        if curve is None:
+            sizes = self._sizes[model]
+            last = {b: self._samples[(model, b)][-1] for b in sizes}
+            curve = self._curve[model] = _bounded(levels, sizes, self._seen[model], last)
+        return interpolate(curve, self._sizes[model], b)
+
+
+def _bounded(
+    levels: dict[int, float], sizes: list[int], seen: dict[int, int], last: dict[int, float]
+) -> dict[int, float]:
+    """``levels`` with each size held by every size run after it (``seen``: a count at its
+    last run) to no more than a larger one's (more items do not take less time) and no more
+    per item than a smaller one's (batching pays, the reason to batch at all).
+
+    A newer size bounds with the larger of its level and its ``last`` latency: its level
+    lags its window, and when the device has just slowed down, the lagging level of a size
+    run once since must not undo what the sizes that have seen more of it have learned. A
+    bound through a chain of newer sizes is never tighter than the direct one from its
+    start, so one pass over the pairs suffices. ``sizes`` is ``sorted(levels)``.
+    """
+    out = dict(levels)
+    for b in sizes:
+        at = seen[b]
+        bound = out[b]
+        for a in sizes:
+            if seen[a] > at:
+                now = max(levels[a], last[a])
+                bound = min(bound, now if a > b else now * b / a)
+        out[b] = bound
+    return out
