@@ -260,3 +260,13 @@ async def _met(sched: aiosched.Scheduler, deadline: float) -> int:
     except aiosched.DeadlineUnmeetable:
         return 0
     return int(sched.now() <= start + deadline)
+
+
+def test_admission_asks_again_before_rejecting_once_the_device_is_back() -> None:
+    # The oracle is right at every moment it is asked: slowed 20x, a batch of 1 takes 72 ms,
+    # over the 50 ms deadline, so it rejects everything and only probes run. Admission must
+    # not go on rejecting on the last probe's prediction once the device is back.
+    cfg = RecoveryConfig(duration=5.0, slow_at=1.0, slow_for=1.0)
+    result = run_one(cfg, "oracle")
+    assert result["recovered_after_s"] == 0.0
+    assert result["met_after_slowdown"] >= 0.99

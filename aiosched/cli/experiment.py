@@ -507,15 +507,31 @@ def recovery_table(data: dict[str, Any]) -> Table:
             f"(sim, {c['lanes']} lanes)"
         )
     )
-    for column in ("predictor", "admission", "met after", "recovered after s", "met overall"):
+    columns = (
+        "predictor",
+        "admission",
+        "met after",
+        "recovered after s",
+        "met overall",
+        "batch after (mean / max)",
+        "co-located after",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column == "predictor" else "right")
     for run in data["runs"]:
         rec = run["recovered_after_s"]
+        mean, largest, colocated = (
+            run.get("mean_batch_after"),
+            run.get("largest_batch_after"),
+            run.get("colocated_after"),
+        )
         table.add_row(
             run["predictor"],
             "yes" if run["admission"] else "no",
             f"{run['met_after_slowdown'] * 100:.1f} %",
             "never" if rec is None else f"{rec:.2f}",
             f"{run['met'] * 100:.1f} %",
+            "-" if mean is None else f"{mean:.2f} / {largest}",
+            "-" if colocated is None else f"{colocated * 100:.0f} %",
         )
     return table

@@ -9,6 +9,12 @@ time) per ``window`` seconds, and *recovered after*: the time from the end of
 the slowdown to the start of the first window from which every later window
 attains at least ``target``. A predictor that saw only slow executions and
 then rejects everything never sees the device recover, and never gets there.
+
+How the device is used after the slowdown tells why a run falls short: the
+mean and the largest batch started after it, and the fraction of those
+batches that overlapped another (co-location). A predictor that keeps
+some batch sizes predicted too slow runs smaller batches than before; a
+policy that stopped co-locating during the slowdown serves from one lane.
 """
 
 from __future__ import annotations
@@ -99,6 +105,8 @@ async def _run(cfg: RecoveryConfig, predictor: str, best_effort: bool) -> dict[s
 
         await OpenLoopDriver(target, schedule, clock=sched.clock).run()
         snap = sched.snapshot()
+        end_at = t0 + cfg.slow_at + cfg.slow_for
+        later = [e for e in sched.timeline.history if e.start >= end_at and e.ok and not e.warmup]
     attainment = [m / s if s else math.nan for m, s in zip(met, sent, strict=True)]
     end = cfg.slow_at + cfg.slow_for
     recovered = _recovered_after(attainment, cfg.window, end, cfg.target)
@@ -115,6 +123,9 @@ async def _run(cfg: RecoveryConfig, predictor: str, best_effort: bool) -> dict[s
         "met": sum(met) / max(1, sum(sent)),
         "rejected": counts.rejected,
         "mean_batch": BatchStats.from_sizes(counts.batch_sizes).mean_size,
+        "mean_batch_after": sum(e.batch_size for e in later) / len(later) if later else None,
+        "largest_batch_after": max((e.batch_size for e in later), default=None),
+        "colocated_after": sum(not e.solo for e in later) / len(later) if later else None,
     }
 
 

@@ -6,11 +6,32 @@ latencies of each (model, batch size) and predicts their ``quantile``. With
 profile); by default it learns from every execution, so its tail absorbs the
 interference it has seen. Sizes it has not seen are interpolated from the
 neighbouring sizes it has.
+
+Admission and batch sizes act on these levels, and a level that is too high
+locks its size out: the policy stops choosing the size, so it never runs to
+show that the device recovered. Two rules keep a path for evidence.
+
+- A run that shows the device sped up against its size's level
+  (:func:`~aiosched.predict.solotable.sped_up`) drops from that size's window
+  every latency it shows the same against: they describe a device that is
+  gone. It keeps the rest, and it leaves the other sizes alone. Rescaling
+  every size by one size's ratio (as
+  :class:`~aiosched.predict.solotable.SoloTable` does, whose sizes all ran
+  alone through a slowdown) goes wrong here: a window mixes runs alone with
+  runs beside others and may hold a slow outlier or two, so a run alone can
+  be half its level on an unchanged device, and sizes that never saw the
+  slowdown would be taken below their true latency.
+- A size's level is held to the shape batching gives by every size run
+  more recently than it (:class:`_Curve`): no slower than a larger one,
+  and no slower per item than a smaller one. So a size that saw a slowdown
+  and was not run since is bounded by what the sizes run since have
+  measured, while a size just run is never lowered by older evidence.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -18,12 +39,9 @@ from typing import Any
 from ..errors import InvalidConfig
 from ..timeline import Execution, Running
 from .base import Predictor
-from .solotable import interpolate
+from .solotable import interpolate, sped_up
 
 __all__ = ["SoloPredictor"]
-
-# A latency under this fraction of its size's level is not noise: the device sped up.
-_SPED_UP = 0.5
 
 
 class SoloPredictor(Predictor):
@@ -48,8 +66,7 @@ class SoloPredictor(Predictor):
         self.solo_only = solo_only
         self.default = default
         self._samples: dict[tuple[str, int], deque[float]] = {}
-        self._levels: dict[str, dict[int, float]] = {}
-        self._sizes: dict[str, list[int]] = {}
+        self._curves: dict[str, _Curve] = {}
         self._cache: dict[tuple[str, int], float] = {}
 
     def params(self) -> dict[str, Any]:
@@ -61,7 +78,7 @@ class SoloPredictor(Predictor):
         }
 
     def knows(self, model: str) -> bool:
-        return model in self._levels
+        return model in self._curves
 
     def predict(self, model: str, batch_size: int, running: Sequence[Running], now: float) -> float:
         try:
@@ -79,33 +96,22 @@ class SoloPredictor(Predictor):
         samples = self._samples.get(key)
         if samples is None:
             samples = self._samples[key] = deque(maxlen=self.window)
-        levels = self._levels.get(model)
-        before = levels.get(batch_size) if levels else None
-        if before is not None and len(samples) >= 3 and latency < _SPED_UP * before:
-            self._rescale(model, latency / before)
+        curve = self._curves.get(model)
+        if curve is None:
+            curve = self._curves[model] = _Curve()
+        before = curve.levels.get(batch_size)
+        if before is not None and sped_up(latency, before, len(samples)):
+            kept = [s for s in samples if not sped_up(latency, s, len(samples))]
+            samples.clear()
+            samples.extend(kept)
         samples.append(latency)
         ordered = sorted(samples)
         rank = self.quantile * (len(ordered) - 1)
         lo = math.floor(rank)
         hi = min(lo + 1, len(ordered) - 1)
-        level = ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
-        levels = self._levels.setdefault(model, {})
-        if batch_size not in levels:
-            self._sizes[model] = sorted([*levels, batch_size])
-        levels[batch_size] = level
+        curve.update(batch_size, ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo), latency)
         for cached in [k for k in self._cache if k[0] == model]:
             del self._cache[cached]
-
-    def _rescale(self, model: str, ratio: float) -> None:
-        """The device got much faster (a slowdown ended): every size of ``model`` is taken to
-        have sped up alike, until its own runs say otherwise. Otherwise sizes no longer
-        chosen, because they were predicted too slow, would stay predicted too slow."""
-        for (name, b), samples in self._samples.items():
-            if name == model and samples:
-                level = self._levels[model][b]
-                samples.clear()
-                samples.append(level * ratio)
-                self._levels[model][b] = level * ratio
 
     def _learn(self, execution: Execution) -> None:
         if not execution.ok or (self.solo_only and not execution.solo):
@@ -113,7 +119,66 @@ class SoloPredictor(Predictor):
         self.observe(execution.model, execution.batch_size, execution.latency)
 
     def _interpolate(self, model: str, b: int) -> float:
-        levels = self._levels.get(model)
-        if not levels:
+        curve = self._curves.get(model)
+        if curve is None:
             return self.default * math.sqrt(max(1, b))
-        return interpolate(levels, self._sizes[model], b)
+        return interpolate(curve.bounded, curve.sizes, b)
+
+
+class _Curve:
+    """One model's levels by batch size, and ``bounded``: each held by every size run after
+    it to no more than a larger one's (more items do not take less time) and no more per
+    item than a smaller one's (batching pays, the reason to batch at all).
+
+    A newer size bounds with the larger of its level and its last latency: its level lags
+    its window, and when the device has just slowed down, the lagging level of a size run
+    once since must not undo what the sizes that have seen more of it have learned. A bound
+    through a chain of newer sizes is never tighter than the direct one from its start, so
+    the pairs suffice; and they are kept up to date in one pass over the sizes per update
+    (the size updated is the newest, so it is a new bound on every other), rescanning only
+    a size whose tightest bound came from the updated one and has just loosened.
+    """
+
+    __slots__ = ("_bound", "_now", "_runs", "_seen", "_source", "bounded", "levels", "sizes")
+
+    def __init__(self) -> None:
+        self.levels: dict[int, float] = {}  # the window's quantile, per size
+        self.sizes: list[int] = []  # sorted(levels)
+        self.bounded: dict[int, float] = {}
+        self._runs = 0
+        self._seen: dict[int, int] = {}  # per size, the count of updates at its last
+        self._now: dict[int, float] = {}  # per size, what it bounds others with
+        self._bound: dict[int, float] = {}  # per size, the tightest bound from newer sizes
+        self._source: dict[int, int] = {}  # per size, the size that bound came from (0: none)
+
+    def update(self, b: int, level: float, last: float) -> None:
+        if b not in self.levels:
+            insort(self.sizes, b)
+        self.levels[b] = level
+        self._runs += 1
+        self._seen[b] = self._runs
+        loosened = max(level, last) > self._now.get(b, math.inf)
+        value = self._now[b] = max(level, last)
+        self._bound[b] = math.inf  # the newest: nothing bounds it
+        self._source[b] = 0
+        for a in self.sizes:
+            if a == b:
+                continue
+            if loosened and self._source[a] == b:
+                self._rescan(a)
+                continue
+            limit = value if b > a else value * a / b
+            if limit < self._bound[a]:
+                self._bound[a] = limit
+                self._source[a] = b
+        self.bounded = {a: min(self.levels[a], self._bound[a]) for a in self.sizes}
+
+    def _rescan(self, a: int) -> None:
+        bound, source, at = math.inf, 0, self._seen[a]
+        for c in self.sizes:
+            if self._seen[c] > at:
+                limit = self._now[c] if c > a else self._now[c] * a / c
+                if limit < bound:
+                    bound, source = limit, c
+        self._bound[a] = bound
+        self._source[a] = source

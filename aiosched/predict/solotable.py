@@ -7,6 +7,12 @@ exponentially weighted mean after that: quick to settle, then steady, and
 still able to follow a drifting device. Sizes never observed are
 interpolated from their neighbours (:func:`interpolate`, shared with
 :class:`~aiosched.predict.profile.Profile`).
+
+When a run shows the device sped up (:func:`sped_up`, the rule
+:class:`~aiosched.predict.solo.SoloPredictor` uses too), every size is
+rescaled alike: the table learns only from runs alone, so during a slowdown
+every size it ran saw it, and a size left predicted too slow would never be
+chosen again to show otherwise.
 """
 
 from __future__ import annotations
@@ -17,7 +23,16 @@ from collections.abc import Mapping, Sequence
 
 from ..errors import InvalidConfig
 
-__all__ = ["SoloTable", "interpolate"]
+__all__ = ["SoloTable", "interpolate", "sped_up"]
+
+_SPED_UP = 0.5  # a latency under this fraction of its reference is not noise
+_SPED_UP_AFTER = 3  # observations a size needs before a fast run can overturn them
+
+
+def sped_up(latency: float, reference: float, count: int) -> bool:
+    """Whether ``latency`` shows that the device sped up (a slowdown ended): under half
+    of ``reference``, what ``count >= 3`` earlier runs of the same size measured."""
+    return count >= _SPED_UP_AFTER and latency < _SPED_UP * reference
 
 
 def interpolate(levels: Mapping[int, float], sizes: Sequence[int], b: int) -> float:
@@ -104,10 +119,7 @@ class SoloTable:
             self._put(model, b, latency, 1)
             return
         counts = self._counts[model]
-        if counts[b] >= 3 and latency < 0.5 * levels[b]:
-            # Not noise: the device sped up (a slowdown ended). Every size is taken to have
-            # sped up alike, or sizes no longer chosen because they were predicted too slow
-            # would stay predicted too slow.
+        if sped_up(latency, levels[b], counts[b]):  # every size alike (see the module doc)
             ratio = latency / levels[b]
             for size in levels:
                 levels[size] *= ratio
