@@ -172,11 +172,12 @@ class EdfPolicy(Policy):
         if view is None or view.best_effort:
             return None
         name = queue.name
-        # PROTOTYPE: ``p1`` was cached when an execution last finished or the queue was last
-        # examined. A predictor that reads the device (the oracle) may know better now: after
-        # a slowdown it rejected everything, so nothing ran to refresh it until the next
-        # probe (up to max_probe_interval later). Ask again before turning a request away.
-        p1 = self._alone[name] = view.predictor.predict(name, 1, (), now)
+        # ``p1`` was cached when an execution last finished or the queue was last looked
+        # at. After a slowdown everything is rejected, so nothing runs to refresh it until
+        # the next probe; a predictor that reads the device (the oracle) may know better
+        # by now. Ask again before turning a request away (only rejections pay for it).
+        p1 = view.predictor.predict(name, 1, (), now)
+        self._note_alone(name, p1)
         if now + p1 <= deadline:
             return None
         if self._probe_due(name, now, self._admitted_probe):
