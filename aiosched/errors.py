@@ -20,6 +20,7 @@ __all__ = [
     "Overloaded",
     "SchedulerClosed",
     "UnknownModel",
+    "WrongEventLoop",
 ]
 
 
@@ -74,3 +75,11 @@ class ModelOutputError(ModelError, ValueError):
 
 class LaneFailed(AioschedError):
     """Every lane of the backend has failed, so queued requests cannot run."""
+
+
+class WrongEventLoop(AioschedError, RuntimeError):
+    """The scheduler was used from an event loop other than the one it was started on.
+
+    A scheduler's queues, futures and lanes belong to one loop; start one
+    scheduler per loop (per thread, per ``asyncio.run``).
+    """

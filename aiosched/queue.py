@@ -2,7 +2,14 @@
 
 Ordering is by deadline (EDF) or by arrival (FIFO baselines). A cancelled
 request is marked and skipped when it reaches the top (lazy deletion), so
-cancelling is O(1) and never reorders the heap.
+cancelling is O(1) and never reorders the heap; when cancelled entries come
+to outnumber the live ones, the heap is rebuilt without them, so a queue that
+sees many cancellations does not grow without bound.
+
+A request whose batch failed (or hung) belongs to a *retry group*: the half of
+that batch it was put back with. A group only ever leaves together, never
+mixed with others, so that a failing batch is bisected until the input that
+breaks it runs alone (``log2(n)`` reruns instead of ``n``).
 """
 
 from __future__ import annotations
@@ -33,8 +40,9 @@ class Request:
         "counters",
         "deadline",
         "future",
-        "isolate",
+        "group",
         "model",
+        "pushes",
         "seq",
         "shed",
         "state",
@@ -58,14 +66,19 @@ class Request:
         self.counters = counters
         self.seq = next(_seq)
         self.state = QUEUED
-        # Set after its batch failed: it must run alone so that one bad input fails alone.
-        self.isolate = False
+        # Set after its batch failed or hung: the requests it must run with (its half of
+        # that batch), so that a bad input ends up alone and fails alone.
+        self.group: list[Request] | None = None
+        self.pushes = 0  # which of its heap entries is current (it may be pushed again)
         # Passed over so that a larger batch behind it could start: if it is rejected later,
         # the error says it was shed for throughput.
         self.shed = False
 
     def __repr__(self) -> str:
         return f"<Request {self.model} #{self.seq} deadline={self.deadline:.6f} state={self.state}>"
+
+
+_Entry = tuple[float, int, int, Request]  # (key, arrival sequence, push number, request)
 
 
 class ModelQueue:
@@ -76,7 +89,7 @@ class ModelQueue:
     def __init__(self, spec: ModelSpec, order: Literal["deadline", "arrival"] = "deadline") -> None:
         self.spec = spec
         self._by_deadline = order == "deadline"
-        self._heap: list[tuple[float, int, Request]] = []
+        self._heap: list[_Entry] = []
         self._live = 0
         # The scheduler's index of ready queues (once the model is warm), the key it holds
         # for this queue's head (None: not in it) and the version of that entry.
@@ -101,7 +114,8 @@ class ModelQueue:
     def push(self, request: Request) -> None:
         key = request.deadline if self._by_deadline else float(request.seq)
         request.state = QUEUED
-        heapq.heappush(self._heap, (key, request.seq, request))
+        request.pushes += 1
+        heapq.heappush(self._heap, (key, request.seq, request.pushes, request))
         self._live += 1
         ready = self._ready
         if ready is not None:
@@ -111,15 +125,20 @@ class ModelQueue:
 
     def peek(self) -> Request | None:
         heap = self._heap
-        while heap and heap[0][2].state != QUEUED:
+        while heap:
+            _, _, pushes, head = heap[0]
+            if head.state == QUEUED and head.pushes == pushes:
+                return head
             heapq.heappop(heap)
-        return heap[0][2] if heap else None
+        return None
 
     def discard(self, request: Request) -> None:
         """Forget a queued request (its caller went away); it is skipped when it surfaces."""
         if request.state == QUEUED:
             request.state = SETTLED
             self._live -= 1
+            if len(self._heap) > 2 * self._live + 64:
+                self._compact()
 
     def pop(self) -> Request:
         head = self.peek()
@@ -131,24 +150,31 @@ class ModelQueue:
         return head
 
     def pop_batch(self, n: int) -> list[Request]:
-        """Up to ``n`` most urgent requests; an isolated request only ever leaves alone."""
+        """Up to ``n`` most urgent requests; a retry group only ever leaves on its own."""
         batch: list[Request] = []
         heap = self._heap
         pop = heapq.heappop
         while heap and len(batch) < n:
-            head = heap[0][2]
-            if head.state != QUEUED:
+            _, _, pushes, head = heap[0]
+            if head.state != QUEUED or head.pushes != pushes:
                 pop(heap)
                 continue
-            if head.isolate and batch:
-                break
+            if head.group is not None:
+                if batch:
+                    break
+                return self._pop_group(head.group, n)
             pop(heap)
             head.state = RUNNING
             batch.append(head)
-            if head.isolate:
-                break
         self._live -= len(batch)
         return batch
+
+    def _pop_group(self, group: list[Request], n: int) -> list[Request]:
+        members = sorted((r for r in group if r.state == QUEUED), key=self.key)[:n]
+        for r in members:
+            r.state = RUNNING  # their heap entries are left behind: stale from now on
+        self._live -= len(members)
+        return members
 
     def first(self, k: int) -> list[Request]:
         """The ``k`` most urgent live requests, in order, without removing them.
@@ -164,9 +190,9 @@ class ModelQueue:
         size = len(heap)
         while frontier and len(out) < k:
             _, _, i = heapq.heappop(frontier)
-            entry = heap[i]
-            if entry[2].state == QUEUED:
-                out.append(entry[2])
+            _, _, pushes, request = heap[i]
+            if request.state == QUEUED and request.pushes == pushes:
+                out.append(request)
             for child in (2 * i + 1, 2 * i + 2):
                 if child < size:
                     c = heap[child]
@@ -185,10 +211,15 @@ class ModelQueue:
         return batch
 
     def pop_all(self) -> list[Request]:
-        """Every live request, most urgent first, isolated or not (for failing them all)."""
-        batch = [entry[2] for entry in sorted(self._heap) if entry[2].state == QUEUED]
+        """Every live request, most urgent first, grouped or not (for failing them all)."""
+        batch = [e[3] for e in sorted(self._heap) if e[3].state == QUEUED and e[3].pushes == e[2]]
         for request in batch:
             request.state = RUNNING
         self._heap.clear()
         self._live = 0
         return batch
+
+    def _compact(self) -> None:
+        """Rebuild the heap from its live entries (cancellations left the rest behind)."""
+        self._heap = [e for e in self._heap if e[3].state == QUEUED and e[3].pushes == e[2]]
+        heapq.heapify(self._heap)

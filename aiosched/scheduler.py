@@ -1,12 +1,17 @@
-"""The Scheduler: per-model EDF queues, one dispatcher task, a backend's lanes.
+"""The Scheduler: the mechanics between ``infer()`` and a backend's lanes.
 
-A request's life: ``infer()`` validates it (typed error at once, nothing
-enqueued), asks the predictor whether it could meet its deadline at all
-(early rejection), and queues it. The dispatcher task sleeps until something
-changes (a new request, a finished execution, or a time the policy planned),
-then lets the policy dispatch batches to free lanes. When a batch finishes,
-its outputs go to the waiting futures, the timeline records the execution
-with its overlaps, and the predictor learns from it.
+A request's life: ``infer()`` validates it (a typed error at once, nothing
+enqueued), asks the policy whether to admit it, and queues it. One
+dispatcher task sleeps until something changes (a new request, a finished
+execution, a time the policy planned, a watchdog), then lets the policy
+dispatch batches to free lanes. When a batch finishes, its outputs go to the
+waiting futures, the timeline records the execution with its overlaps, the
+predictor learns from it and then the policy.
+
+The Scheduler decides nothing about batching, co-location or admission (the
+policy does) and keeps its pieces elsewhere: the models and their warm-up in
+:mod:`~aiosched.registry`, the lanes in :mod:`~aiosched.lanes`, how a request
+is settled (and a failed batch bisected) in :mod:`~aiosched.settle`.
 
 Every request resolves exactly once: with its output, or with one of the
 errors in :mod:`aiosched.errors`; the per-model counters account for each.
@@ -18,37 +23,39 @@ import asyncio
 import logging
 import math
 import os
-from collections import deque
+import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
 import torch
 
+from . import settle
 from .backends import make_backend
 from .backends.base import Backend, Completion, LaneFailure
 from .clock import Clock
+from .deadlines import absolute_deadline
 from .errors import (
     AioschedError,
     DeadlineExceeded,
     InvalidConfig,
-    InvalidInput,
     LaneFailed,
     ModelError,
+    ModelOutputError,
     Overloaded,
     SchedulerClosed,
     UnknownModel,
+    WrongEventLoop,
 )
+from .lanes import Lanes
 from .policy import Policy, make_policy
 from .predict import Predictor, Profile, make_predictor
-from .queue import QUEUED, SETTLED, ModelQueue, Request
-from .ready import ReadyQueues
+from .queue import SETTLED, ModelQueue, Request
+from .registry import Registered, Registry
 from .spec import ModelSpec, as_shape
-from .telemetry.snapshot import LaneSnapshot, LatencySummary, ModelSnapshot, SchedulerSnapshot
-from .telemetry.stats import ModelCounters
-from .timeline import Running, Timeline
+from .telemetry.snapshot import SchedulerSnapshot, model_snapshot
+from .timeline import Execution, Running, Timeline
 
 __all__ = ["DEFAULT_PREDICTOR", "Scheduler"]
 
@@ -60,23 +67,6 @@ log = logging.getLogger("aiosched")
 # The smallest timer the dispatcher sets: a planned time that has (numerically) just
 # passed must still move a virtual clock forward rather than spin.
 _MIN_TIMER_S = 1e-6
-
-
-@dataclass(eq=False)
-class _Model:
-    spec: ModelSpec
-    queue: ModelQueue
-    counters: ModelCounters = field(default_factory=ModelCounters)
-    warmup_plan: deque[int] = field(default_factory=deque)
-    warming: bool = False  # a warm-up run is in flight
-    unlearnt: float = 0.0  # device seconds run since the predictor last learnt from it
-
-    # Precomputed for the request path.
-    checks_input: bool = False
-
-    @property
-    def warm(self) -> bool:
-        return not self.warmup_plan and not self.warming
 
 
 class Scheduler:
@@ -96,6 +86,13 @@ class Scheduler:
     device time (seconds) has passed since its last lesson, so every execution
     of a model that takes a millisecond or more, and a sample of shorter ones
     (``0``: every execution).
+
+    The watchdog: a batch still running ``hang_factor`` times its predicted
+    latency after it started (and at least ``hang_after`` seconds) is *hung*.
+    Its lane is reported stuck (``snapshot().lanes``) and takes no more work
+    until that batch returns; its requests are put back in two halves, each run
+    on its own, so that an input that hangs the model ends up alone and fails
+    alone with :class:`ModelError`, while the others are served elsewhere.
     """
 
     def __init__(
@@ -111,8 +108,22 @@ class Scheduler:
         warmup_repeats: int = 2,
         keep_executions: int = 100_000,
         learn_gap: float = 1e-3,
+        hang_factor: float = 50.0,
+        hang_after: float = 1.0,
         profile: Profile | str | os.PathLike[str] | None = None,
     ) -> None:
+        w = warmup_repeats
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise InvalidConfig(f"warmup_repeats must be an int >= 0, got {w!r}")
+        for name, value, low in (
+            ("learn_gap", learn_gap, 0.0),
+            ("hang_factor", hang_factor, 1.0),
+            ("hang_after", hang_after, 0.0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidConfig(f"{name} must be a number, got {value!r}")
+            if not (value >= low and math.isfinite(value)):
+                raise InvalidConfig(f"{name} must be finite and >= {low:g}, got {value!r}")
         self._backend = make_backend(backend, lanes)
         if clock is not None and self._backend.owns_clock:
             raise InvalidConfig(
@@ -122,9 +133,6 @@ class Scheduler:
         self._admit = self._policy.admit
         self._predictor = make_predictor(predictor)
         self._predictor.attach(self._backend)
-        w = warmup_repeats
-        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
-            raise InvalidConfig(f"warmup_repeats must be an int >= 0, got {w!r}")
         if profile is not None:
             # Measured solo latencies (``aiosched profile``) seed the predictor before any run.
             if not isinstance(profile, Profile):
@@ -135,20 +143,13 @@ class Scheduler:
         self._best_effort = bool(best_effort)
         self._drain = bool(drain)
         self._warmup_repeats = warmup_repeats
-        if not (learn_gap >= 0 and math.isfinite(learn_gap)):
-            raise InvalidConfig("learn_gap must be seconds >= 0")
         self._learn_gap = float(learn_gap)
-        self._models: dict[str, _Model] = {}
-        # The queues of warm models, most urgent head first; and the models still warming
-        # up. Neither is ever scanned in full per step: 1000 models must cost no more.
-        self._ready = ReadyQueues()
-        self._cold: dict[str, _Model] = {}
+        self._hang_factor = float(hang_factor)
+        self._hang_after = float(hang_after)
+        self._registry = Registry()
+        self._models = self._registry.models
         self._timeline = Timeline(keep=keep_executions)
-        n = self._backend.lanes
-        self._lane_running: list[Running | None] = [None] * n
-        self._lane_alive = [True] * n
-        self._lane_count = [0] * n
-        self._max_in_flight = 0
+        self._lanes = Lanes(self._backend.lanes)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -157,7 +158,6 @@ class Scheduler:
         self._closing = False
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
-        self._ready_waiters: list[asyncio.Future[None]] = []
         self._view = _View(self)
         self._clock_now: Callable[[], float] = _not_started
         self._create_future: Callable[[], asyncio.Future[Any]] = _not_started
@@ -178,7 +178,7 @@ class Scheduler:
 
     async def start(self) -> None:
         """Bring the backend up and start the dispatcher (``async with`` does this)."""
-        if self._started:
+        if self._started or self._closing:
             raise InvalidConfig("a Scheduler can be started once")
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -187,8 +187,8 @@ class Scheduler:
         self._create_future = loop.create_future
         await self._backend.start(self._clock)
         try:
-            for model in self._models.values():
-                self._backend.load(model.spec)
+            for entry in self._registry:
+                self._backend.load(entry.spec)
         except BaseException:
             await self._backend.aclose()  # or its lane threads would outlive a failed start
             raise
@@ -196,38 +196,81 @@ class Scheduler:
         self._policy.bind(self._view)
         self._task = loop.create_task(self._dispatch_loop(), name="aiosched-dispatcher")
 
-    async def aclose(self, *, drain: bool | None = None) -> None:
+    async def aclose(self, *, drain: bool | None = None, timeout: float | None = None) -> None:
         """Stop accepting requests, finish or fail the queued ones, and release the backend.
 
         Returns only when every request is resolved and the dispatcher and
-        the backend's lanes are gone. Safe to call more than once, and safe to
-        cancel: the shutdown goes on in its own task, and a later call waits
-        for it.
+        the backend's lanes are gone (a lane stuck in a hung batch is not
+        waited for: its thread ends with that batch, or with the process).
+        With ``timeout`` (seconds), whatever is still queued or running then
+        fails with :class:`SchedulerClosed` and the lanes are let go without
+        waiting. Safe to call more than once, and safe to cancel: the shutdown
+        goes on in its own task, and a later call waits for it.
         """
+        self._check_loop()
         if self._close_task is None:
             self._closing = True
+            self._drain = self._drain if drain is None else bool(drain)
             self._close_task = asyncio.get_running_loop().create_task(
-                self._shutdown(self._drain if drain is None else drain),
+                self._shutdown(self._drain),
                 name="aiosched-close",
             )
-        await asyncio.shield(self._close_task)
+        if timeout is None:
+            await asyncio.shield(self._close_task)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._close_task), timeout)
+        except TimeoutError:
+            self._abandon(SchedulerClosed(f"scheduler closed: gave up after {timeout:g} s"))
+            await asyncio.shield(self._close_task)
 
     async def _shutdown(self, drain: bool) -> None:
         try:
             if not drain:
-                for model in self._models.values():
-                    for request in model.queue.pop_all():
-                        self._reject(request, SchedulerClosed("scheduler closed before it ran"))
-            self._cancel_warmups()
+                self._fail_queued(SchedulerClosed("scheduler closed before it ran"))
+            self._registry.cancel_warmups()
             if self._task is not None:
                 self._wake()
-                await self._task
+                await asyncio.wait({self._task})  # ends cancelled under aclose(timeout=)
             if self._started:
+                for lane, stuck in enumerate(self._lanes.stuck):
+                    if stuck is not None:
+                        self._backend.abandon_lane(lane)
                 await self._backend.aclose()
         finally:
             self._closed = True
             self._fail_queued(SchedulerClosed("scheduler closed"))
-            self._release_ready_waiters()
+            self._registry.release()
+
+    def _abandon(self, error: AioschedError) -> None:
+        """Give up on everything at once: fail what is queued and in flight, stop the
+        dispatcher, let the lanes go without waiting for them."""
+        self._closing = True
+        self._fail_queued(error)
+        lanes = self._lanes
+        for lane, running in enumerate(lanes.running):
+            if running is not None:
+                for request in lanes.batch[lane]:
+                    settle.fail(request, error)
+                self._timeline.abandon(running)
+        if self._task is not None:
+            self._task.cancel()
+        if self._started:
+            self._backend.close_nowait()
+            for lane in range(self._backend.lanes):
+                self._backend.abandon_lane(lane)
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if getattr(self, "_started", False) and not self._closed:
+            # As asyncio warns of an unclosed transport: the lane threads would be left.
+            _warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=1)
+            self._backend.close_nowait()
+
+    def _check_loop(self) -> None:
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            raise WrongEventLoop(
+                "this Scheduler runs on the event loop it was started on; start one per loop"
+            )
 
     # -- registration -----------------------------------------------------
 
@@ -266,28 +309,20 @@ class Scheduler:
             raise InvalidConfig(f"model {name!r} is already registered")
         if self._started:
             self._backend.load(spec)
-        entry = _Model(spec, ModelQueue(spec, self._policy.order))
-        if warmup and self._warmup_repeats and self._backend.sample_input(spec) is not None:
-            sizes = sorted({*(1 << i for i in range(max_batch_size.bit_length())), max_batch_size})
-            sizes = [b for b in sizes if b <= max_batch_size]
-            # The first run of a model is cold (allocations, lazy init): run it, learn nothing.
-            entry.warmup_plan.extend([0, *[b for b in sizes for _ in range(self._warmup_repeats)]])
+        entry = Registered(spec, ModelQueue(spec, self._policy.order))
         entry.checks_input = spec.checks_tensors
-        self._models[name] = entry
-        if entry.warm:
-            self._ready.attach(entry.queue)
-        else:
-            self._cold[name] = entry
+        warms = warmup and self._backend.sample_input(spec) is not None
+        self._registry.add(entry, self._warmup_repeats if warms else 0)
         self._wake()
         return spec
 
     async def ready(self) -> None:
         """Wait until every registered model has finished its warm-up."""
-        if not self._cold or self._closed:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._ready_waiters.append(waiter)
-        await waiter
+        if not self._started:
+            raise SchedulerClosed("scheduler is not started: use `async with Scheduler(...)`")
+        self._check_loop()
+        if not self._closed:
+            await self._registry.wait()
 
     # -- the request path -------------------------------------------------
 
@@ -315,7 +350,9 @@ class Scheduler:
             raise SchedulerClosed(
                 "scheduler is closed" if self._closing else "scheduler is not started"
             )
-        entry = self._models.get(model)
+        if asyncio.get_running_loop() is not self._loop:
+            self._check_loop()
+        entry = self._models.get(model) if type(model) is str else None
         if entry is None:
             raise UnknownModel(f"unknown model {model!r}; registered: {sorted(self._models)}")
         spec = entry.spec
@@ -325,7 +362,7 @@ class Scheduler:
         if deadline_at is None and type(deadline) is float and 0.0 < deadline < math.inf:
             due = now + deadline  # the common case, without the general checks
         else:
-            due = self._deadline(spec, now, deadline, deadline_at)
+            due = absolute_deadline(spec, now, deadline, deadline_at)
         counters = entry.counters
         counters.submitted += 1
         queue = entry.queue
@@ -348,66 +385,14 @@ class Scheduler:
         try:
             return await future
         except asyncio.CancelledError:
-            if request.state != SETTLED:
-                if request.state == QUEUED:
-                    queue.discard(request)
-                request.state = SETTLED
-                counters.cancelled += 1
+            settle.cancelled(request, queue)
             raise
 
-    @staticmethod
-    def _deadline(
-        spec: ModelSpec, now: float, budget: float | None, absolute: float | None
-    ) -> float:
-        if budget is not None:
-            if absolute is not None:
-                raise InvalidInput("give either deadline (seconds from now) or deadline_at")
-            if isinstance(budget, bool) or not isinstance(budget, int | float):
-                raise InvalidInput(f"deadline must be seconds (a number), got {budget!r}")
-            if not (budget > 0 and math.isfinite(budget)):
-                raise InvalidInput(
-                    f"deadline must be a finite number of seconds > 0 from now (leave it out "
-                    f"for none), got {budget!r}"
-                )
-            return now + budget
-        if absolute is not None:
-            if isinstance(absolute, bool) or not isinstance(absolute, int | float):
-                raise InvalidInput(f"deadline_at must be a time in seconds, got {absolute!r}")
-            if not math.isfinite(absolute):
-                raise InvalidInput(
-                    f"deadline_at must be a finite time on now()'s clock (leave it out for "
-                    f"none), got {absolute!r}"
-                )
-            return float(absolute)
-        if spec.default_deadline is not None:
-            return now + spec.default_deadline
-        return math.inf
-
-    # -- resolving requests -----------------------------------------------
-
-    def _reject(self, request: Request, error: AioschedError) -> None:
-        if request.state == SETTLED:
-            return
-        request.state = SETTLED
-        request.counters.rejected += 1
-        if not request.future.done():
-            request.future.set_exception(error)
-
-    def _fail(self, request: Request, error: AioschedError) -> None:
-        if request.state == SETTLED:
-            return
-        request.state = SETTLED
-        request.counters.failed += 1
-        if not request.future.done():
-            request.future.set_exception(error)
-
     def _fail_queued(self, error: AioschedError) -> None:
-        for model in self._models.values():
-            for request in model.queue.pop_all():
-                if isinstance(error, SchedulerClosed):
-                    self._reject(request, error)
-                else:
-                    self._fail(request, error)
+        closed = isinstance(error, SchedulerClosed)
+        for entry in self._registry:
+            for request in entry.queue.pop_all():
+                (settle.reject if closed else settle.fail)(request, error)
 
     # -- the dispatcher ---------------------------------------------------
 
@@ -420,97 +405,133 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         assert self._clock is not None
         clock = self._clock
-        while True:
-            try:
-                wake_at = self._step()
-            except Exception as exc:
-                # A broken policy or predictor must not strand callers: fail what is queued.
-                log.exception("aiosched dispatcher failed")
-                self._closing = True
-                error = AioschedError(f"dispatcher failed: {exc!r}")
-                error.__cause__ = exc
-                self._fail_queued(error)
-                if not self._timeline.in_flight:
+        try:
+            while True:
+                try:
+                    wake_at = self._step()
+                except Exception as exc:
+                    # A broken policy or predictor must not strand callers: fail the queued.
+                    log.exception("aiosched dispatcher failed")
+                    self._closing = True
+                    error = AioschedError(f"dispatcher failed: {exc!r}")
+                    error.__cause__ = exc
+                    self._fail_queued(error)
+                    if not self._timeline.in_flight:
+                        return
+                    wake_at = None
+                if self._closing and self._idle():
                     return
-                wake_at = None
-            if self._closing and self._idle():
-                return
-            waiter = self._waiter = loop.create_future()
-            timer = None
-            if wake_at is not None:
-                delay = max(wake_at - clock.now(), _MIN_TIMER_S)
-                timer = loop.call_later(delay, _release, waiter)
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-                if timer is not None:
-                    timer.cancel()
+                waiter = self._waiter = loop.create_future()
+                timer = None
+                if wake_at is not None:
+                    delay = max(wake_at - clock.now(), _MIN_TIMER_S)
+                    timer = loop.call_later(delay, _release, waiter)
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
+                    if timer is not None:
+                        timer.cancel()
+        except asyncio.CancelledError:
+            # Cancelled from outside (``asyncio.run`` ending, a second Ctrl-C) or by
+            # ``aclose(timeout=)``: nobody will close this scheduler in this loop.
+            if not self._closed:
+                self._abandon(SchedulerClosed("scheduler's event loop shut down"))
+                self._closed = True
+            raise
 
     def _idle(self) -> bool:
         if self._timeline.in_flight:
             return False
-        if not any(self._lane_alive):
+        if not self._lanes.usable():
             return True
-        if any(m.warmup_plan for m in self._cold.values()):
+        if self._registry.warmup_pending():
             return False
-        return self._ready.empty()
+        return self._registry.ready.empty()
 
     def _step(self) -> float | None:
         assert self._clock is not None
-        self._now = self._clock.now()
-        if not any(self._lane_alive):
-            self._fail_queued(LaneFailed("every lane of the backend has failed"))
-            self._cancel_warmups()  # nothing can warm up: let ready() return
-            self._release_ready_waiters()
-            return None
+        now = self._now = self._clock.now()
+        watch = self._watchdog(now)
+        lanes = self._lanes
+        if not lanes.usable():
+            if not lanes.any_alive():
+                self._fail_queued(LaneFailed("every lane of the backend has failed"))
+                self._registry.cancel_warmups()  # nothing can warm up: let ready() return
+            return watch  # every live lane is stuck: wait for one to come back
+        if self._closing and not self._drain:
+            # Put back after a failed batch or a lost lane: they too were not run in time.
+            self._fail_queued(SchedulerClosed("scheduler closed before it ran"))
         self._start_warmups()
-        return self._policy.step(self._view)
+        planned = self._policy.step(self._view)
+        if planned is None:
+            return watch
+        return planned if watch is None else min(planned, watch)
+
+    def _watchdog(self, now: float) -> float | None:
+        """Give up on batches far past their prediction; the next time one would be due."""
+        due = math.inf
+        for running in self._timeline.in_flight:
+            predicted = running.expected_end - running.start
+            predicted = predicted if predicted > 0 else 0.0  # NaN too: the floor applies
+            at = running.start + max(self._hang_factor * predicted, self._hang_after)
+            if at > now:
+                due = min(due, at)
+            elif self._lanes.running[running.lane] is running:
+                self._hung(running, now)
+        return due if math.isfinite(due) else None
+
+    def _hung(self, running: Running, now: float) -> None:
+        lane = running.lane
+        ran, predicted = now - running.start, running.expected_end - running.start
+        log.error(
+            "aiosched lane %d: a batch of %d for %s has run %.3f s (predicted %.3f s): "
+            "the lane is stuck; its requests are put back",
+            lane,
+            running.batch_size,
+            running.model,
+            ran,
+            predicted,
+        )
+        lanes = self._lanes
+        requests = lanes.batch[lane]
+        lanes.release(lane)
+        lanes.stuck[lane] = running
+        self._timeline.abandon(running)
+        entry = self._models[running.model]
+        if not requests:  # a warm-up: serve the model without the rest of it
+            entry.warming = False
+            entry.warmup_plan.clear()
+            self._registry.warmed(entry)
+            return
+        error = ModelError(
+            f"{running.model}: the model hung: still running {ran:.3f} s after it started "
+            f"(predicted {predicted:.3f} s)"
+        )
+        settle.retry_bisected(requests, entry.queue, error)
 
     def _start_warmups(self) -> None:
-        for model in self._cold.values():
-            if model.warming or not model.warmup_plan:
-                continue
-            lanes = self.free_lanes()
+        for entry in list(self._registry.warming_up()):
+            lanes = self._lanes.free()
             if not lanes:
                 return
-            size = model.warmup_plan.popleft()
-            x = self._backend.sample_input(model.spec)
-            self._submit(model, [x] * max(1, size), lanes[0], (), warmup=size > 0)
-            model.warming = True
+            size = entry.warmup_plan.popleft()
+            x = self._backend.sample_input(entry.spec)
+            self._submit(entry, [x] * max(1, size), lanes[0], (), warmup=size > 0)
+            entry.warming = True
 
-    # -- what the policy sees and does (through _View) --------------------
-
-    def _cancel_warmups(self) -> None:
-        for model in list(self._cold.values()):
-            model.warmup_plan.clear()
-            self._warmed(model)
-
-    def _warmed(self, model: _Model) -> None:
-        """Serve the model's queue once its warm-up is over (run, or cancelled)."""
-        if model.warm and self._cold.pop(model.spec.name, None) is not None:
-            self._ready.attach(model.queue)
-
-    def free_lanes(self) -> list[int]:
-        """Lanes that are alive and idle."""
-        return [
-            i
-            for i, (busy, alive) in enumerate(
-                zip(self._lane_running, self._lane_alive, strict=True)
-            )
-            if busy is None and alive
-        ]
+    # -- what the policy does (through _View) -----------------------------
 
     def _dispatch(
         self, queue: ModelQueue, n: int, lane: int, predicted: float, skip: int = 0
     ) -> int:
-        if self._lane_running[lane] is not None or not self._lane_alive[lane]:
+        if not self._lanes.is_free(lane):
             raise RuntimeError(f"policy dispatched to lane {lane}, which is not free")
         batch = queue.pop_batch_after(skip, max(1, n))
         if not batch:
             return 0
         if len(batch) != n:
-            predicted = math.nan  # an isolated request cut the batch short: predict its size
+            predicted = math.nan  # a retry group cut the batch short: predict its size
         try:
             self._submit(self._models[queue.name], batch, lane, tuple(batch), predicted=predicted)
         except BaseException:
@@ -521,14 +542,11 @@ class Scheduler:
             raise
         return len(batch)
 
-    def _reject_head(self, queue: ModelQueue, error: AioschedError) -> None:
-        self._reject(queue.pop(), error)
-
     # -- running batches --------------------------------------------------
 
     def _submit(
         self,
-        model: _Model,
+        entry: Registered,
         inputs: list[Any],
         lane: int,
         requests: tuple[Request, ...],
@@ -536,7 +554,7 @@ class Scheduler:
         predicted: float = math.nan,
         warmup: bool = False,
     ) -> None:
-        name = model.spec.name
+        name = entry.spec.name
         size = len(inputs)
         at_dispatch = self._timeline.in_flight
         if requests:
@@ -545,34 +563,39 @@ class Scheduler:
             predicted = self._predictor.predict(name, size, at_dispatch, self._now)
         deadline = min([r.deadline for r in requests], default=math.inf)
         running = self._timeline.begin(name, size, lane, self._now, predicted, deadline)
-        self._lane_running[lane] = running
-        if len(at_dispatch) >= self._max_in_flight:
-            self._max_in_flight = len(at_dispatch) + 1
+        self._lanes.take(lane, running, requests, len(at_dispatch) + 1)
 
         def on_done(completion: Completion) -> None:
-            self._finish(model, running, at_dispatch, requests, completion, warmup)
+            self._finish(entry, running, at_dispatch, requests, completion, warmup)
 
         try:
-            self._backend.submit(lane, model.spec, inputs, on_done)
+            self._backend.submit(lane, entry.spec, inputs, on_done)
         except BaseException:
             self._timeline.abandon(running)
-            self._lane_running[lane] = None
+            self._lanes.release(lane)
             raise
 
     def _finish(
         self,
-        model: _Model,
+        entry: Registered,
         running: Running,
         at_dispatch: tuple[Running, ...],
         requests: tuple[Request, ...],
         completion: Completion,
         warmup: bool,
     ) -> None:
-        assert self._clock is not None
+        lanes = self._lanes
         lane = running.lane
-        self._lane_running[lane] = None
-        self._lane_count[lane] += 1
         error = completion.error
+        if lanes.stuck[lane] is running:
+            # The hung batch came back: its requests were put back long ago; the lane is free.
+            lanes.stuck[lane] = None
+            if isinstance(error, LaneFailure):
+                lanes.alive[lane] = False
+            self._wake()
+            return
+        lanes.release(lane)
+        lanes.count[lane] += 1
         execution = self._timeline.finish(
             running,
             completion.start,
@@ -582,93 +605,53 @@ class Scheduler:
             warmup=warmup or not requests,
         )
         if not requests:
-            model.warming = False
+            entry.warming = False
             if isinstance(error, LaneFailure):
-                self._lane_alive[lane] = False
-            if model.warm:
-                self._warmed(model)
-                self._release_ready_waiters()
+                lanes.alive[lane] = False
+            if entry.warm:
+                self._registry.warmed(entry)
         elif isinstance(error, LaneFailure):
             log.error("aiosched lane %d failed: %s; its batch is requeued", lane, error)
-            self._lane_alive[lane] = False
+            lanes.alive[lane] = False
             for request in requests:
                 if request.state != SETTLED:
-                    model.queue.push(request)
+                    entry.queue.push(request)
         elif error is not None:
-            self._resolve_failed_batch(model, requests, error)
+            settle.retry_bisected(requests, entry.queue, _model_error(entry.spec.name, error))
         else:
-            self._resolve_outputs(model, requests, completion.outputs)
+            self._resolve(entry, requests, completion.outputs)
         if requests:
-            model.counters.batch_sizes[len(requests)] += 1
-        if error is None and (requests or warmup):
-            # A lesson costs tens of microseconds: from executions shorter than that, learning
-            # from each would cost more than running them, and tell no more than a sample.
-            model.unlearnt += execution.latency
-            if model.unlearnt >= self._learn_gap or warmup:
-                model.unlearnt = 0.0
-                try:
-                    self._predictor.learn(execution)
-                except Exception:
-                    log.exception("aiosched predictor %s failed to learn", self._predictor.name)
+            entry.counters.batch_sizes[len(requests)] += 1
         if error is None:
-            try:
-                self._policy.finished(execution)
-            except Exception:
-                log.exception("aiosched policy %s failed on a finished batch", self._policy.name)
+            self._learn(entry, execution, bool(requests) or warmup, warmup)
         self._wake()
 
-    def _resolve_outputs(
-        self, model: _Model, requests: tuple[Request, ...], outputs: Sequence[Any] | None
+    def _resolve(
+        self, entry: Registered, requests: tuple[Request, ...], outputs: Sequence[Any] | None
     ) -> None:
         assert self._clock is not None
         if outputs is None or len(outputs) != len(requests):
             got = "no outputs" if outputs is None else f"{len(outputs)} outputs"
-            self._resolve_failed_batch(
-                model, requests, RuntimeError(f"model returned {got} for {len(requests)} inputs")
-            )
+            cause = ModelOutputError(f"the backend returned {got} for {len(requests)} inputs")
+            settle.retry_bisected(requests, entry.queue, _model_error(entry.spec.name, cause))
             return
-        done_at = self._clock.now()
-        latencies: list[float] = []
-        met = 0
-        for request, output in zip(requests, outputs, strict=True):
-            if request.state == SETTLED:
-                continue
-            request.state = SETTLED
-            latencies.append(done_at - request.arrival)
-            if done_at <= request.deadline:
-                met += 1
-            future = request.future
-            # A cancelled caller's future is done before its task marks the request settled.
-            if not future.done():
-                future.set_result(output)
-        counters = model.counters
-        counters.completed += len(latencies)
-        counters.met_deadline += met
-        counters.missed_deadline += len(latencies) - met
-        counters.latency.record_many(latencies)
+        settle.resolve(requests, outputs, self._clock.now(), entry.counters)
 
-    def _resolve_failed_batch(
-        self, model: _Model, requests: tuple[Request, ...], error: BaseException
-    ) -> None:
-        live = [r for r in requests if r.state != SETTLED]
-        if len(requests) > 1:
-            # Which input broke it is unknown (even if only one caller is still waiting):
-            # rerun each alone, so only the bad one fails.
-            for request in live:
-                request.isolate = True
-                model.queue.push(request)
-            return
-        for request in live:
-            failure = ModelError(f"{model.spec.name}: model raised {type(error).__name__}: {error}")
-            failure.__cause__ = error
-            self._fail(request, failure)
-
-    def _release_ready_waiters(self) -> None:
-        if self._closed or not self._cold:
-            waiters, self._ready_waiters = self._ready_waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+    def _learn(self, entry: Registered, execution: Execution, lesson: bool, warmup: bool) -> None:
+        if lesson:
+            # A lesson costs tens of microseconds: from executions shorter than that, learning
+            # from each would cost more than running them, and tell no more than a sample.
+            entry.unlearnt += execution.latency
+            if entry.unlearnt >= self._learn_gap or warmup:
+                entry.unlearnt = 0.0
+                try:
+                    self._predictor.learn(execution)
+                except Exception:
+                    log.exception("aiosched predictor %s failed to learn", self._predictor.name)
+        try:
+            self._policy.finished(execution)
+        except Exception:
+            log.exception("aiosched policy %s failed on a finished batch", self._policy.name)
 
     # -- introspection ----------------------------------------------------
 
@@ -697,7 +680,7 @@ class Scheduler:
 
     @property
     def models(self) -> tuple[ModelSpec, ...]:
-        return tuple(m.spec for m in self._models.values())
+        return tuple(m.spec for m in self._registry)
 
     @property
     def closed(self) -> bool:
@@ -706,50 +689,13 @@ class Scheduler:
     def snapshot(self) -> SchedulerSnapshot:
         """An immutable copy of the statistics, cheap enough to take several times a second."""
         now = self._clock.now() if self._clock is not None else 0.0
-        in_flight = self._timeline.in_flight
-        models = {}
-        for name, m in self._models.items():
-            c = m.counters
-            h = c.latency
-            latency = (
-                LatencySummary(
-                    count=h.count,
-                    mean=h.total / h.count,
-                    p50=h.percentile(50),
-                    p90=h.percentile(90),
-                    p99=h.percentile(99),
-                    p999=h.percentile(99.9),
-                    max=h.max,
-                )
-                if h.count
-                else LatencySummary()
-            )
-            models[name] = ModelSnapshot(
-                name=name,
-                submitted=c.submitted,
-                completed=c.completed,
-                met_deadline=c.met_deadline,
-                missed_deadline=c.missed_deadline,
-                rejected=c.rejected,
-                failed=c.failed,
-                cancelled=c.cancelled,
-                queue_depth=len(m.queue),
-                in_flight=sum(1 for r in in_flight if r.model == name),
-                latency=latency,
-                batch_sizes=MappingProxyType(dict(sorted(c.batch_sizes.items()))),
-                warm=m.warm,
-            )
-        lanes = tuple(
-            LaneSnapshot(
-                lane=i,
-                busy=r is not None,
-                alive=self._lane_alive[i],
-                model=r.model if r is not None else None,
-                batch_size=r.batch_size if r is not None else 0,
-                executions=self._lane_count[i],
-            )
-            for i, r in enumerate(self._lane_running)
-        )
+        in_flight: dict[str, int] = {}
+        for r in self._timeline.in_flight:
+            in_flight[r.model] = in_flight.get(r.model, 0) + 1
+        models = {
+            name: model_snapshot(name, m.counters, len(m.queue), in_flight.get(name, 0), m.warm)
+            for name, m in self._models.items()
+        }
         err = self._predictor.error()
         return SchedulerSnapshot(
             time=now,
@@ -758,9 +704,9 @@ class Scheduler:
             predictor=self._predictor.name,
             closed=self._closed,
             models=MappingProxyType(models),
-            lanes=lanes,
-            executions=sum(self._lane_count),
-            max_concurrency=self._max_in_flight,
+            lanes=self._lanes.snapshot(),
+            executions=sum(self._lanes.count),
+            max_concurrency=self._lanes.most_in_flight,
             predictor_mape=err.mape,
             predictor_p95_ape=err.p95_ape,
             extra=MappingProxyType({"device": dict(self._backend.telemetry())}),
@@ -772,6 +718,15 @@ class Scheduler:
             f"<Scheduler {state} backend={self._backend.name} lanes={self._backend.lanes} "
             f"policy={self._policy.name} predictor={self._predictor.name}>"
         )
+
+
+def _model_error(name: str, error: BaseException) -> ModelError:
+    if isinstance(error, ModelOutputError):
+        failure = ModelError(f"{name}: {error}")
+    else:
+        failure = ModelError(f"{name}: model raised {type(error).__name__}: {error}")
+    failure.__cause__ = error
+    return failure
 
 
 def _release(waiter: asyncio.Future[None]) -> None:
@@ -793,10 +748,10 @@ class _View:
 
     @property
     def queues(self) -> list[ModelQueue]:
-        return self._s._ready.queues()
+        return self._s._registry.ready.queues()
 
     def ordered(self) -> Iterator[tuple[float, ModelQueue]]:
-        ready = self._s._ready
+        ready = self._s._registry.ready
         ready.tidy()
         return ready.ordered()
 
@@ -817,7 +772,7 @@ class _View:
         return self._s._backend.colocation_cost
 
     def free_lanes(self) -> list[int]:
-        return self._s.free_lanes()
+        return self._s._lanes.free()
 
     def dispatch(
         self, queue: ModelQueue, n: int, lane: int, predicted: float, skip: int = 0
@@ -825,7 +780,7 @@ class _View:
         return self._s._dispatch(queue, n, lane, predicted, skip)
 
     def reject_head(self, queue: ModelQueue, error: AioschedError) -> None:
-        self._s._reject_head(queue, error)
+        settle.reject(queue.pop(), error)
 
 
 def _not_started() -> Any:

@@ -35,7 +35,7 @@ def test_queue_orders_by_deadline_skips_discarded_and_keeps_isolated_alone() -> 
         assert len(q) == 4
         head = q.peek()
         assert head is not None and head.deadline == 2.0
-        reqs[2].isolate = True  # deadline 3.0
+        reqs[2].group = [reqs[2]]  # deadline 3.0: a retry group of one
         assert [r.deadline for r in q.pop_batch(8)] == [2.0]
         assert [r.deadline for r in q.pop_batch(8)] == [3.0]
         assert [r.deadline for r in q.pop_batch(8)] == [4.0, 5.0]

@@ -46,6 +46,8 @@ class LaneThread:
         self._fault = fault
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._exited: asyncio.Future[None] = loop.create_future()
+        self._stopping = False
+        self._abandoned = False
         self._thread = threading.Thread(target=self._main, name=f"{name}-{index}", daemon=True)
         self._thread.start()
 
@@ -83,10 +85,26 @@ class LaneThread:
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(callback, arg)
 
-    async def stop(self) -> None:
-        """Finish queued jobs, then end the thread; returns once it has exited."""
-        if self._thread.is_alive():
+    def stop_nowait(self) -> None:
+        """Ask the thread to end after its queued jobs, without waiting for it."""
+        if not self._stopping:
+            self._stopping = True
             self._jobs.put(_STOP)
+
+    def abandon(self) -> None:
+        """The lane is stuck in a job that may never return: end it when (if) that job
+        does, and let :meth:`stop` return without waiting for it (the thread is a daemon:
+        it cannot outlive the process)."""
+        self._abandoned = True
+        self.stop_nowait()
+
+    async def stop(self) -> None:
+        """Finish queued jobs, then end the thread; returns once it has exited (at once for
+        an abandoned lane)."""
+        self.stop_nowait()
+        if self._abandoned:
+            return
+        if self._thread.is_alive():
             await asyncio.shield(self._exited)
         self._thread.join()
 

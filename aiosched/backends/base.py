@@ -76,6 +76,14 @@ class Backend(abc.ABC):
         """The clock the scheduler should use with this backend unless told otherwise."""
         return PerfClock()
 
+    def abandon_lane(self, lane: int) -> None:  # noqa: B027
+        """The scheduler gave up on ``lane``: its batch is hung. Release what can be
+        released, and do not wait for that lane on :meth:`aclose` (no-op by default)."""
+
+    def close_nowait(self) -> None:  # noqa: B027
+        """Release the lanes without waiting for them: the event loop is going away (the
+        scheduler was never closed, or its loop was shut down under it). No-op by default."""
+
     @abc.abstractmethod
     async def start(self, clock: Clock) -> None:
         """Bring the lanes up; called once on the event loop before any submit."""

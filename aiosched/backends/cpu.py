@@ -234,6 +234,14 @@ class CpuBackend(Backend):
             raise RuntimeError("CpuBackend.submit before start")
         self._threads[lane].submit(partial(run_batch, spec.model, inputs, self._clock), on_done)
 
+    def abandon_lane(self, lane: int) -> None:
+        if 0 <= lane < len(self._threads):
+            self._threads[lane].abandon()
+
+    def close_nowait(self) -> None:
+        for thread in self._threads:
+            thread.stop_nowait()
+
     async def aclose(self) -> None:
         threads, self._threads = self._threads, []
         for thread in threads:

@@ -289,6 +289,14 @@ class CudaBackend(Backend):
         job = partial(self._lanes[lane].run, spec.name, spec.model, inputs)
         self._threads[lane].submit(job, on_done)
 
+    def abandon_lane(self, lane: int) -> None:
+        if 0 <= lane < len(self._threads):
+            self._threads[lane].abandon()
+
+    def close_nowait(self) -> None:
+        for thread in self._threads:
+            thread.stop_nowait()
+
     async def aclose(self) -> None:
         threads, self._threads = self._threads, []
         for thread in threads:

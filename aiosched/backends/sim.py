@@ -54,6 +54,7 @@ CROWDING = 0.05
 # A batch whose remaining time is below this has finished: timers may fire a
 # clock tick early, and float settling leaves crumbs of work behind.
 _EPS = 1e-7
+_HANG_FACTOR = 1e6  # how much longer a batch with a hanging input runs
 
 
 class SimModelError(Exception):
@@ -75,7 +76,10 @@ class SimModel:
     with batch size. ``pressure`` and ``pressure_exp`` say how hard a batch
     loads the shared resources; ``sensitivity`` how much it slows under load.
     ``fails`` marks inputs that make the batch raise :class:`SimModelError`;
-    ``output`` maps an input to its output (default: the input itself).
+    ``output`` maps an input to its output (default: the input itself);
+    ``hangs`` marks inputs that make the batch run a million times longer than
+    it should (a hung kernel: it still holds its lane, and ends only with the
+    backend).
     """
 
     base: float
@@ -87,6 +91,7 @@ class SimModel:
     sensitivity: float = 0.5
     fails: Callable[[Any], bool] | None = None
     output: Callable[[Any], Any] | None = None
+    hangs: Callable[[Any], bool] | None = None
     sample_input: Any = 0.0
 
     def __post_init__(self) -> None:
@@ -246,9 +251,13 @@ class SimBackend(Backend):
             error = LaneFailure(f"sim lane {lane} has failed")
             loop.call_soon(on_done, Completion(None, error, now, now))
             return
-        sigma = self._loaded[spec.name].noise
+        model = self._loaded[spec.name]
+        sigma = model.noise
         # Mean-one lognormal: noise shifts single batches, not the average.
         noise = self._rng.lognormvariate(-sigma * sigma / 2, sigma) if sigma > 0 else 1.0
+        hangs = model.hangs
+        if hangs is not None and any(hangs(x) for x in inputs):
+            noise *= _HANG_FACTOR
         self._running[lane] = _Run(lane, spec.name, list(inputs), on_done, now, noise)
         self._replan()
 

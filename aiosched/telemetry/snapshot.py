@@ -13,7 +13,15 @@ from dataclasses import fields as dataclass_fields
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["LaneSnapshot", "LatencySummary", "ModelSnapshot", "SchedulerSnapshot"]
+from .stats import LatencyHistogram, ModelCounters
+
+__all__ = [
+    "LaneSnapshot",
+    "LatencySummary",
+    "ModelSnapshot",
+    "SchedulerSnapshot",
+    "model_snapshot",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,8 @@ class LaneSnapshot:
     model: str | None
     batch_size: int
     executions: int
+    stuck: bool = False
+    """A batch on it ran far past its prediction: the watchdog gave up on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,3 +122,38 @@ class SchedulerSnapshot:
             "predictor_p95_ape": self.predictor_p95_ape,
             "extra": dict(self.extra),
         }
+
+
+def latency_summary(h: LatencyHistogram) -> LatencySummary:
+    if not h.count:
+        return LatencySummary()
+    return LatencySummary(
+        count=h.count,
+        mean=h.total / h.count,
+        p50=h.percentile(50),
+        p90=h.percentile(90),
+        p99=h.percentile(99),
+        p999=h.percentile(99.9),
+        max=h.max,
+    )
+
+
+def model_snapshot(
+    name: str, c: ModelCounters, queue_depth: int, in_flight: int, warm: bool
+) -> ModelSnapshot:
+    """One model's figures, copied out of its live counters."""
+    return ModelSnapshot(
+        name=name,
+        submitted=c.submitted,
+        completed=c.completed,
+        met_deadline=c.met_deadline,
+        missed_deadline=c.missed_deadline,
+        rejected=c.rejected,
+        failed=c.failed,
+        cancelled=c.cancelled,
+        queue_depth=queue_depth,
+        in_flight=in_flight,
+        latency=latency_summary(c.latency),
+        batch_sizes=MappingProxyType(dict(sorted(c.batch_sizes.items()))),
+        warm=warm,
+    )
