@@ -103,7 +103,6 @@ class EdfPolicy(Policy):
         lookahead: int = 4,
         probe_interval: float = 0.05,
         max_probe_interval: float = 0.25,
-        fill: str | None = "yield",
     ) -> None:
         if max_concurrency is not None and (
             isinstance(max_concurrency, bool)
@@ -143,9 +142,6 @@ class EdfPolicy(Policy):
         self._probed: dict[str, float] = {}  # when the last probe was dispatched
         self._admitted_probe: dict[str, float] = {}  # when infer() last let one through
         self._probing: set[str] = set()
-        self.fill = fill
-        self._last_arrival: dict[str, float] = {}
-        self._gap: dict[str, float] = {}  # smoothed gap between arrivals, per model
 
     def __repr__(self) -> str:
         return (
@@ -167,13 +163,6 @@ class EdfPolicy(Policy):
         self._shedding = self.shed if self.shed is not None else view.colocation_cost == 0
 
     def admit(self, queue: ModelQueue, deadline: float, now: float) -> AioschedError | None:
-        if self.fill:
-            last = self._last_arrival.get(queue.name)
-            self._last_arrival[queue.name] = now
-            if last is not None:  # a gap longer than the deadline says nothing about filling
-                gap = min(now - last, deadline - now)
-                old = self._gap.get(queue.name)
-                self._gap[queue.name] = gap if old is None else old + _GAP_ALPHA * (gap - old)
         p1 = self._alone.get(queue.name)
         if p1 is None or now + p1 <= deadline or not self.admission:
             return None
@@ -237,8 +226,6 @@ class EdfPolicy(Policy):
     def step(self, view: DispatchView) -> float | None:
         now = view.now
         held: set[str] = set()
-        patient: set[str] = set()  # could wait to fill their batch, so others went first
-        impatient = False
         retry = math.inf
         while True:
             running = view.running
@@ -272,25 +259,12 @@ class EdfPolicy(Policy):
                 view.dispatch(probe, 1, lanes[0], self._alone.get(probe.name, math.nan))
                 continue
             if best is None or not can_start:
-                if patient and can_start and self.fill == "yield":
-                    held -= patient  # nobody else wants the lane: do not leave it idle
-                    patient.clear()
-                    impatient = True
-                    continue
                 break
             batch = self._batch(view, best, running)
             pair = None
             if not running and len(lanes) > 1 and self.pairs and self._colocating:
                 pair = self._pair(view, best, batch, lanes[1])
                 batch = pair or batch
-            if pair is None and self.fill and not impatient:
-                until = self._fills_by(view, best, batch, running)
-                if until is not None:
-                    held.add(best.name)  # its batch grows if it waits; others may run meanwhile
-                    patient.add(best.name)
-                    if self.fill == "wait":
-                        retry = min(retry, until)
-                    continue
             if running and not self._pays_beside(view, best, batch, lanes[0], running):
                 held.add(best.name)
                 continue
@@ -299,27 +273,6 @@ class EdfPolicy(Policy):
             elif pair is not None and view.running:
                 self._paired = (now, view.running[-1].id, pair.size)
         return wake if math.isfinite(wake) else None
-
-    def _fills_by(
-        self, view: DispatchView, queue: ModelQueue, batch: _Batch, running: Sequence[Running]
-    ) -> float | None:
-        """When a batch smaller than the cap can wait for the next request and still meet its
-        most urgent deadline at the larger size, with room for a co-runner beside it (a batch
-        started at its latest start alone would keep everyone else off the device): the time
-        to look again; else ``None`` (send it now)."""
-        cap = queue.spec.max_batch_size
-        gap = self._gap.get(queue.name)
-        if batch.skip or batch.size >= cap or len(queue) != batch.size or gap is None:
-            return None
-        now = view.now
-        size = batch.size + 1
-        beside: Sequence[Running] = running or (
-            Running(-3, queue.name, size, -1, now, now + batch.predicted),
-        )
-        later = view.predictor.predict(queue.name, size, beside, now + gap)
-        if now + gap + later > batch.deadline:
-            return None
-        return min(now + gap, batch.deadline - later)
 
     def _pair(
         self, view: DispatchView, queue: ModelQueue, solo: _Batch, other_lane: int
@@ -481,7 +434,6 @@ class EdfPolicy(Policy):
         return self.rescue and free_at + later > batch.deadline  # waiting would cost it
 
 
-_GAP_ALPHA = 0.2  # smoothing of the gaps between arrivals (the batch-filling wait)
 _EVIDENCE = 20.0  # co-located executions' worth of evidence before judging co-location
 
 
