@@ -104,7 +104,6 @@ class EdfPolicy(Policy):
         probe_interval: float = 0.05,
         max_probe_interval: float = 0.25,
         shed_rate: bool = True,
-        room: bool = True,
     ) -> None:
         if max_concurrency is not None and (
             isinstance(max_concurrency, bool)
@@ -136,7 +135,6 @@ class EdfPolicy(Policy):
         self._paired: tuple[float, int, int] | None = None
         self.lookahead = lookahead
         self.shed_rate = shed_rate
-        self.room = room
         self.probe_interval = probe_interval
         self.max_probe_interval = max_probe_interval
         self._view: DispatchView | None = None
@@ -269,13 +267,6 @@ class EdfPolicy(Policy):
             if not running and len(lanes) > 1 and self.pairs and self._colocating:
                 pair = self._pair(view, best, batch, lanes[1])
                 batch = pair or batch
-            if pair is None and self.room:
-                beside = self._room(view, best, running)
-                if beside is not running:  # sized with room; expected as it runs now
-                    roomy = self._batch(view, best, beside)
-                    if roomy.size != batch.size or roomy.skip != batch.skip:
-                        predicted = view.predictor.predict(best.name, roomy.size, running, now)
-                        batch = _Batch(roomy.size, roomy.skip, predicted, roomy.deadline)
             if running and not self._pays_beside(view, best, batch, lanes[0], running):
                 held.add(best.name)
                 continue
@@ -284,38 +275,6 @@ class EdfPolicy(Policy):
             elif pair is not None and view.running:
                 self._paired = (now, view.running[-1].id, pair.size)
         return wake if math.isfinite(wake) else None
-
-    def _room(
-        self, view: DispatchView, queue: ModelQueue, running: Sequence[Running]
-    ) -> Sequence[Running]:
-        """The co-runners to size a batch against so that it leaves room for one beside it.
-
-        A batch is predicted beside what runs now, as if nobody joined once they end. Sized
-        that way to its head's deadline, it has no slack for a co-runner, so under load the
-        other lane stays idle until it ends. When other work is queued, assume the lane
-        beside stays busy for the whole batch: the running ones (or their successors)
-        persist, and with none running, the most urgent other queue's batch runs beside.
-        """
-        if not self._colocating or view.best_effort:
-            return running
-        limit = len(view.free_lanes()) + len(running)
-        if self.max_concurrency is not None:
-            limit = min(limit, self.max_concurrency)
-        if len(running) + 1 >= limit + 1 or limit < 2:
-            return running
-        others = [q for q in view.queues if q is not queue and len(q)]
-        if not others and len(queue) <= queue.spec.max_batch_size:
-            return running
-        now = view.now
-        far = now + _PERSIST
-        if running:
-            return tuple(
-                Running(r.id, r.model, r.batch_size, r.lane, r.start, max(r.expected_end, far))
-                for r in running
-            )
-        other = others[0] if others else queue
-        size = min(other.spec.max_batch_size, len(other))
-        return (Running(-4, other.name, size, -1, now, far),)
 
     def _pair(
         self, view: DispatchView, queue: ModelQueue, solo: _Batch, other_lane: int
@@ -490,7 +449,6 @@ class EdfPolicy(Policy):
         return self.rescue and free_at + later > batch.deadline  # waiting would cost it
 
 
-_PERSIST = 1.0  # seconds: "for the whole batch" when a co-runner is assumed to stay
 _EVIDENCE = 20.0  # co-located executions' worth of evidence before judging co-location
 
 
