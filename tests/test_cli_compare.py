@@ -68,6 +68,22 @@ def test_compare_is_deterministic_and_peak_of_all(tmp_path: Path) -> None:
     assert set(first["peak_steps"]) == {"edf/solo", "sequential/solo"}
 
 
+def test_every_search_starts_from_one_rate(tmp_path: Path) -> None:
+    # fifo never consults the predictor, so its peak must not depend on it. Each session's
+    # capacity estimate comes from its own predictor; searches that started from their own
+    # walked other steps and found other peaks (237.7 against 252.5/s on a bursty workload).
+    out = tmp_path / "compare.json"
+    args = [*FAST[:-2], "--predictors", "solo,oracle", "--policies", "fifo"]
+    args += ["--rates", "1.0", "--peak-of", "all", "--json", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    solo, oracle = doc["peak_steps"]["fifo/solo"], doc["peak_steps"]["fifo/oracle"]
+    assert solo == oracle
+    assert doc["peak_rps"]["fifo/solo"] == doc["peak_rps"]["fifo/oracle"]
+    assert solo[0]["rate_rps"] == doc["config"]["peak_start_rps"]
+
+
 def test_absolute_rates_need_no_peak(tmp_path: Path) -> None:
     doc, output = _invoke(tmp_path, "--policies", "edf,fifo", "--rates", "150/s")
     assert doc["peak_rps"] == {} and doc["peak_steps"] == {}

@@ -103,6 +103,7 @@ class EdfPolicy(Policy):
         lookahead: int = 4,
         probe_interval: float = 0.05,
         max_probe_interval: float = 0.25,
+        shed_rate: bool = True,
     ) -> None:
         if max_concurrency is not None and (
             isinstance(max_concurrency, bool)
@@ -133,6 +134,7 @@ class EdfPolicy(Policy):
         # dispatched at the same moment, which that partner therefore does not harm.
         self._paired: tuple[float, int, int] | None = None
         self.lookahead = lookahead
+        self.shed_rate = shed_rate
         self.probe_interval = probe_interval
         self.max_probe_interval = max_probe_interval
         self._view: DispatchView | None = None
@@ -430,7 +432,20 @@ class EdfPolicy(Policy):
             free = min((r.expected_end for r in running), default=now)
             keep_met = solo.met(deadlines, 0, max(free, now))
         shed_met = shed.size + solo.met(deadlines, shed.skip + shed.size, now + shed.predicted)
-        return shed if shed_met > keep_met else kept
+        if shed_met > keep_met:
+            return shed
+        # The plan above serves the rest of the window on a lane of its own, as if no other
+        # model wanted the device. Where even that plan loses requests (a backlog), judge by
+        # requests met per second of device time: sizing each batch to its head's last
+        # moment keeps a backlogged queue running batches of one.
+        if (
+            self.shed_rate
+            and keep
+            and keep_met < len(deadlines)
+            and shed.size * p_keep > (1.0 + self.colocation_gain) * keep * shed.predicted
+        ):
+            return shed
+        return kept
 
     def _pays_beside(
         self,
