@@ -25,6 +25,7 @@ from .errors import (
     Overloaded,
     SchedulerClosed,
     UnknownModel,
+    WrongEventLoop,
 )
 from .policy import DispatchView, EdfPolicy, FifoPolicy, Policy, SequentialPolicy
 from .predict import (
@@ -94,6 +95,7 @@ __all__ = [
     "StaticPredictor",
     "Timeline",
     "UnknownModel",
+    "WrongEventLoop",
     "run",
     "__version__",
 ]

@@ -90,9 +90,10 @@ class Scheduler:
     The watchdog: a batch still running ``hang_factor`` times its predicted
     latency after it started (and at least ``hang_after`` seconds) is *hung*.
     Its lane is reported stuck (``snapshot().lanes``) and takes no more work
-    until that batch returns; its requests are put back in two halves, each run
-    on its own, so that an input that hangs the model ends up alone and fails
-    alone with :class:`ModelError`, while the others are served elsewhere.
+    until that batch returns; its requests are put back, each to run alone, so
+    that an input that hangs the model fails alone with :class:`ModelError`
+    while the others are served elsewhere. (Every run that holds a hanging
+    input costs a lane until it returns: one by one, that is one lane more.)
     """
 
     def __init__(
@@ -452,18 +453,18 @@ class Scheduler:
     def _step(self) -> float | None:
         assert self._clock is not None
         now = self._now = self._clock.now()
-        watch = self._watchdog(now)
+        self._watchdog(now)
         lanes = self._lanes
-        if not lanes.usable():
-            if not lanes.any_alive():
-                self._fail_queued(LaneFailed("every lane of the backend has failed"))
-                self._registry.cancel_warmups()  # nothing can warm up: let ready() return
-            return watch  # every live lane is stuck: wait for one to come back
+        if not lanes.any_alive():
+            self._fail_queued(LaneFailed("every lane of the backend has failed"))
+            self._registry.cancel_warmups()  # nothing can warm up: let ready() return
+            return None
         if self._closing and not self._drain:
             # Put back after a failed batch or a lost lane: they too were not run in time.
             self._fail_queued(SchedulerClosed("scheduler closed before it ran"))
         self._start_warmups()
         planned = self._policy.step(self._view)
+        watch = self._watchdog(now)  # what was just dispatched is watched too
         if planned is None:
             return watch
         return planned if watch is None else min(planned, watch)
@@ -508,7 +509,7 @@ class Scheduler:
             f"{running.model}: the model hung: still running {ran:.3f} s after it started "
             f"(predicted {predicted:.3f} s)"
         )
-        settle.retry_bisected(requests, entry.queue, error)
+        settle.retry(requests, entry.queue, error, halves=False)
 
     def _start_warmups(self) -> None:
         for entry in list(self._registry.warming_up()):
@@ -617,7 +618,7 @@ class Scheduler:
                 if request.state != SETTLED:
                     entry.queue.push(request)
         elif error is not None:
-            settle.retry_bisected(requests, entry.queue, _model_error(entry.spec.name, error))
+            settle.retry(requests, entry.queue, _model_error(entry.spec.name, error))
         else:
             self._resolve(entry, requests, completion.outputs)
         if requests:
@@ -633,7 +634,7 @@ class Scheduler:
         if outputs is None or len(outputs) != len(requests):
             got = "no outputs" if outputs is None else f"{len(outputs)} outputs"
             cause = ModelOutputError(f"the backend returned {got} for {len(requests)} inputs")
-            settle.retry_bisected(requests, entry.queue, _model_error(entry.spec.name, cause))
+            settle.retry(requests, entry.queue, _model_error(entry.spec.name, cause))
             return
         settle.resolve(requests, outputs, self._clock.now(), entry.counters)
 

@@ -7,9 +7,11 @@ cancellation. Whichever comes later finds it settled and does nothing; the
 per-model counters therefore always add up to what was submitted.
 
 A failed or hung batch does not fail its members: which input broke it is
-unknown. :func:`retry_bisected` puts them back in two halves that each run
-on their own, so the input that breaks it ends up alone in ``log2(n)``
-reruns, and only its caller gets the error.
+unknown. :func:`retry` puts them back in two halves that each run on their
+own, so the input that breaks it ends up alone in ``log2(n)`` reruns, and
+only its caller gets the error. A hung batch's requests are put back one by
+one instead: each rerun that holds the hanging input loses a lane until it
+returns, and alone it is rerun only once.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .errors import AioschedError
 from .queue import QUEUED, SETTLED, ModelQueue, Request
 from .telemetry.stats import ModelCounters
 
-__all__ = ["cancelled", "fail", "reject", "resolve", "retry_bisected"]
+__all__ = ["cancelled", "fail", "reject", "resolve", "retry"]
 
 
 def reject(request: Request, error: AioschedError) -> None:
@@ -74,9 +76,12 @@ def resolve(
     counters.latency.record_many(latencies)
 
 
-def retry_bisected(requests: Sequence[Request], queue: ModelQueue, alone: AioschedError) -> None:
-    """A batch of ``requests`` failed or hung: put its live members back in two halves,
-    each to run on its own; a request that failed alone fails with ``alone``."""
+def retry(
+    requests: Sequence[Request], queue: ModelQueue, alone: AioschedError, *, halves: bool = True
+) -> None:
+    """A batch of ``requests`` failed (or hung): put its live members back in two halves
+    (or one by one), each to run on its own; a request that failed alone fails with
+    ``alone``."""
     live = [r for r in requests if r.state != SETTLED]
     if len(requests) == 1:
         for request in live:
@@ -84,8 +89,12 @@ def retry_bisected(requests: Sequence[Request], queue: ModelQueue, alone: Aiosch
         return
     # Even with one caller left the others' inputs may have broken it: rerun it alone.
     live.sort(key=queue.key)
-    half = (len(live) + 1) // 2
-    for part in (live[:half], live[half:]):
+    if halves:
+        half = (len(live) + 1) // 2
+        parts = [live[:half], live[half:]]
+    else:
+        parts = [[r] for r in live]
+    for part in parts:
         for request in part:
             request.group = part
             queue.push(request)
