@@ -14,7 +14,8 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .errors import InvalidConfig
+from . import settle
+from .errors import AioschedError, InvalidConfig
 from .queue import ModelQueue
 from .ready import ReadyQueues
 from .spec import ModelSpec
@@ -69,6 +70,12 @@ class Registry:
             self.ready.attach(entry.queue)
         else:
             self.cold[name] = entry
+
+    def fail_queued(self, error: AioschedError, *, reject: bool) -> None:
+        """Settle every queued request with ``error`` (counted as rejected: it never ran)."""
+        for entry in self.models.values():
+            for request in entry.queue.pop_all():
+                (settle.reject if reject else settle.fail)(request, error)
 
     def warming_up(self) -> Iterator[Registered]:
         """Cold models with a warm-up run due and none in flight."""

@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
@@ -33,7 +33,7 @@ import torch
 
 from . import settle
 from .backends import make_backend
-from .backends.base import Backend, Completion, LaneFailure
+from .backends.base import Backend
 from .clock import Clock
 from .deadlines import absolute_deadline
 from .errors import (
@@ -41,8 +41,6 @@ from .errors import (
     DeadlineExceeded,
     InvalidConfig,
     LaneFailed,
-    ModelError,
-    ModelOutputError,
     Overloaded,
     SchedulerClosed,
     UnknownModel,
@@ -53,9 +51,11 @@ from .policy import Policy, make_policy
 from .predict import Predictor, Profile, make_predictor
 from .queue import SETTLED, ModelQueue, Request
 from .registry import Registered, Registry
+from .runner import BatchRunner
 from .spec import ModelSpec, as_shape
 from .telemetry.snapshot import SchedulerSnapshot, model_snapshot
-from .timeline import Execution, Running, Timeline
+from .timeline import Timeline
+from .view import SchedulerView
 
 __all__ = ["DEFAULT_PREDICTOR", "Scheduler"]
 
@@ -159,7 +159,8 @@ class Scheduler:
         self._closing = False
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
-        self._view = _View(self)
+        self._view = SchedulerView(self)
+        self._runner: BatchRunner | None = None
         self._clock_now: Callable[[], float] = _not_started
         self._create_future: Callable[[], asyncio.Future[Any]] = _not_started
 
@@ -193,6 +194,19 @@ class Scheduler:
         except BaseException:
             await self._backend.aclose()  # or its lane threads would outlive a failed start
             raise
+        self._runner = BatchRunner(
+            self._backend,
+            self._predictor,
+            self._policy,
+            self._registry,
+            self._timeline,
+            self._lanes,
+            self._clock,
+            self._wake,
+            learn_gap=self._learn_gap,
+            hang_factor=self._hang_factor,
+            hang_after=self._hang_after,
+        )
         self._started = True
         self._policy.bind(self._view)
         self._task = loop.create_task(self._dispatch_loop(), name="aiosched-dispatcher")
@@ -248,12 +262,8 @@ class Scheduler:
         dispatcher, let the lanes go without waiting for them."""
         self._closing = True
         self._fail_queued(error)
-        lanes = self._lanes
-        for lane, running in enumerate(lanes.running):
-            if running is not None:
-                for request in lanes.batch[lane]:
-                    settle.fail(request, error)
-                self._timeline.abandon(running)
+        if self._runner is not None:
+            self._runner.abandon_all(error)
         if self._task is not None:
             self._task.cancel()
         if self._started:
@@ -390,10 +400,7 @@ class Scheduler:
             raise
 
     def _fail_queued(self, error: AioschedError) -> None:
-        closed = isinstance(error, SchedulerClosed)
-        for entry in self._registry:
-            for request in entry.queue.pop_all():
-                (settle.reject if closed else settle.fail)(request, error)
+        self._registry.fail_queued(error, reject=isinstance(error, SchedulerClosed))
 
     # -- the dispatcher ---------------------------------------------------
 
@@ -453,7 +460,9 @@ class Scheduler:
     def _step(self) -> float | None:
         assert self._clock is not None
         now = self._now = self._clock.now()
-        self._watchdog(now)
+        runner = self._runner
+        assert runner is not None
+        runner.watch(now)
         lanes = self._lanes
         if not lanes.any_alive():
             self._fail_queued(LaneFailed("every lane of the backend has failed"))
@@ -464,52 +473,10 @@ class Scheduler:
             self._fail_queued(SchedulerClosed("scheduler closed before it ran"))
         self._start_warmups()
         planned = self._policy.step(self._view)
-        watch = self._watchdog(now)  # what was just dispatched is watched too
+        watch = runner.watch(now)  # what was just dispatched is watched too
         if planned is None:
             return watch
         return planned if watch is None else min(planned, watch)
-
-    def _watchdog(self, now: float) -> float | None:
-        """Give up on batches far past their prediction; the next time one would be due."""
-        due = math.inf
-        for running in self._timeline.in_flight:
-            predicted = running.expected_end - running.start
-            predicted = predicted if predicted > 0 else 0.0  # NaN too: the floor applies
-            at = running.start + max(self._hang_factor * predicted, self._hang_after)
-            if at > now:
-                due = min(due, at)
-            elif self._lanes.running[running.lane] is running:
-                self._hung(running, now)
-        return due if math.isfinite(due) else None
-
-    def _hung(self, running: Running, now: float) -> None:
-        lane = running.lane
-        ran, predicted = now - running.start, running.expected_end - running.start
-        log.error(
-            "aiosched lane %d: a batch of %d for %s has run %.3f s (predicted %.3f s): "
-            "the lane is stuck; its requests are put back",
-            lane,
-            running.batch_size,
-            running.model,
-            ran,
-            predicted,
-        )
-        lanes = self._lanes
-        requests = lanes.batch[lane]
-        lanes.release(lane)
-        lanes.stuck[lane] = running
-        self._timeline.abandon(running)
-        entry = self._models[running.model]
-        if not requests:  # a warm-up: serve the model without the rest of it
-            entry.warming = False
-            entry.warmup_plan.clear()
-            self._registry.warmed(entry)
-            return
-        error = ModelError(
-            f"{running.model}: the model hung: still running {ran:.3f} s after it started "
-            f"(predicted {predicted:.3f} s)"
-        )
-        settle.retry(requests, entry.queue, error, halves=False)
 
     def _start_warmups(self) -> None:
         for entry in list(self._registry.warming_up()):
@@ -518,10 +485,13 @@ class Scheduler:
                 return
             size = entry.warmup_plan.popleft()
             x = self._backend.sample_input(entry.spec)
-            self._submit(entry, [x] * max(1, size), lanes[0], (), warmup=size > 0)
+            assert self._runner is not None
+            self._runner.submit(
+                entry, [x] * max(1, size), lanes[0], (), warmup=size > 0, now=self._now
+            )
             entry.warming = True
 
-    # -- what the policy does (through _View) -----------------------------
+    # -- what the policy does (through its view) ---------------------------
 
     def _dispatch(
         self, queue: ModelQueue, n: int, lane: int, predicted: float, skip: int = 0
@@ -534,7 +504,15 @@ class Scheduler:
         if len(batch) != n:
             predicted = math.nan  # a retry group cut the batch short: predict its size
         try:
-            self._submit(self._models[queue.name], batch, lane, tuple(batch), predicted=predicted)
+            assert self._runner is not None
+            self._runner.submit(
+                self._models[queue.name],
+                batch,
+                lane,
+                tuple(batch),
+                predicted=predicted,
+                now=self._now,
+            )
         except BaseException:
             # Nothing ran: put the batch back so that the failure path can resolve it.
             for request in batch:
@@ -542,117 +520,6 @@ class Scheduler:
                     queue.push(request)
             raise
         return len(batch)
-
-    # -- running batches --------------------------------------------------
-
-    def _submit(
-        self,
-        entry: Registered,
-        inputs: list[Any],
-        lane: int,
-        requests: tuple[Request, ...],
-        *,
-        predicted: float = math.nan,
-        warmup: bool = False,
-    ) -> None:
-        name = entry.spec.name
-        size = len(inputs)
-        at_dispatch = self._timeline.in_flight
-        if requests:
-            inputs = [r.x for r in requests]
-        if not math.isfinite(predicted) or len(inputs) != size:
-            predicted = self._predictor.predict(name, size, at_dispatch, self._now)
-        deadline = min([r.deadline for r in requests], default=math.inf)
-        running = self._timeline.begin(name, size, lane, self._now, predicted, deadline)
-        self._lanes.take(lane, running, requests, len(at_dispatch) + 1)
-
-        def on_done(completion: Completion) -> None:
-            self._finish(entry, running, at_dispatch, requests, completion, warmup)
-
-        try:
-            self._backend.submit(lane, entry.spec, inputs, on_done)
-        except BaseException:
-            self._timeline.abandon(running)
-            self._lanes.release(lane)
-            raise
-
-    def _finish(
-        self,
-        entry: Registered,
-        running: Running,
-        at_dispatch: tuple[Running, ...],
-        requests: tuple[Request, ...],
-        completion: Completion,
-        warmup: bool,
-    ) -> None:
-        lanes = self._lanes
-        lane = running.lane
-        error = completion.error
-        if lanes.stuck[lane] is running:
-            # The hung batch came back: its requests were put back long ago; the lane is free.
-            lanes.stuck[lane] = None
-            if isinstance(error, LaneFailure):
-                lanes.alive[lane] = False
-            self._wake()
-            return
-        lanes.release(lane)
-        lanes.count[lane] += 1
-        execution = self._timeline.finish(
-            running,
-            completion.start,
-            completion.end,
-            at_dispatch=at_dispatch,
-            ok=error is None,
-            warmup=warmup or not requests,
-        )
-        if not requests:
-            entry.warming = False
-            if isinstance(error, LaneFailure):
-                lanes.alive[lane] = False
-            if entry.warm:
-                self._registry.warmed(entry)
-        elif isinstance(error, LaneFailure):
-            log.error("aiosched lane %d failed: %s; its batch is requeued", lane, error)
-            lanes.alive[lane] = False
-            for request in requests:
-                if request.state != SETTLED:
-                    entry.queue.push(request)
-        elif error is not None:
-            settle.retry(requests, entry.queue, _model_error(entry.spec.name, error))
-        else:
-            self._resolve(entry, requests, completion.outputs)
-        if requests:
-            entry.counters.batch_sizes[len(requests)] += 1
-        if error is None:
-            self._learn(entry, execution, bool(requests) or warmup, warmup)
-        self._wake()
-
-    def _resolve(
-        self, entry: Registered, requests: tuple[Request, ...], outputs: Sequence[Any] | None
-    ) -> None:
-        assert self._clock is not None
-        if outputs is None or len(outputs) != len(requests):
-            got = "no outputs" if outputs is None else f"{len(outputs)} outputs"
-            cause = ModelOutputError(f"the backend returned {got} for {len(requests)} inputs")
-            settle.retry(requests, entry.queue, _model_error(entry.spec.name, cause))
-            return
-        settle.resolve(requests, outputs, self._clock.now(), entry.counters)
-
-    def _learn(self, entry: Registered, execution: Execution, lesson: bool, warmup: bool) -> None:
-        if lesson:
-            # A lesson costs tens of microseconds: from executions shorter than that, learning
-            # from each would cost more than running them, and tell no more than a sample.
-            entry.unlearnt += execution.latency
-            if entry.unlearnt >= self._learn_gap or warmup:
-                entry.unlearnt = 0.0
-                try:
-                    self._predictor.learn(execution)
-                except Exception:
-                    log.exception("aiosched predictor %s failed to learn", self._predictor.name)
-        try:
-            self._policy.finished(execution)
-        except Exception:
-            log.exception("aiosched policy %s failed on a finished batch", self._policy.name)
 
     # -- introspection ----------------------------------------------------
 
@@ -721,67 +588,9 @@ class Scheduler:
         )
 
 
-def _model_error(name: str, error: BaseException) -> ModelError:
-    if isinstance(error, ModelOutputError):
-        failure = ModelError(f"{name}: {error}")
-    else:
-        failure = ModelError(f"{name}: model raised {type(error).__name__}: {error}")
-    failure.__cause__ = error
-    return failure
-
-
 def _release(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-class _View:
-    """The :class:`~aiosched.policy.DispatchView` a policy gets: the scheduler at this step."""
-
-    __slots__ = ("_s",)
-
-    def __init__(self, scheduler: Scheduler) -> None:
-        self._s = scheduler
-
-    @property
-    def now(self) -> float:
-        return self._s._now
-
-    @property
-    def queues(self) -> list[ModelQueue]:
-        return self._s._registry.ready.queues()
-
-    def ordered(self) -> Iterator[tuple[float, ModelQueue]]:
-        ready = self._s._registry.ready
-        ready.tidy()
-        return ready.ordered()
-
-    @property
-    def running(self) -> tuple[Running, ...]:
-        return self._s._timeline.in_flight
-
-    @property
-    def predictor(self) -> Predictor:
-        return self._s._predictor
-
-    @property
-    def best_effort(self) -> bool:
-        return self._s._best_effort
-
-    @property
-    def colocation_cost(self) -> float:
-        return self._s._backend.colocation_cost
-
-    def free_lanes(self) -> list[int]:
-        return self._s._lanes.free()
-
-    def dispatch(
-        self, queue: ModelQueue, n: int, lane: int, predicted: float, skip: int = 0
-    ) -> int:
-        return self._s._dispatch(queue, n, lane, predicted, skip)
-
-    def reject_head(self, queue: ModelQueue, error: AioschedError) -> None:
-        settle.reject(queue.pop(), error)
 
 
 def _not_started() -> Any:
