@@ -163,6 +163,17 @@ def test_admission_does_not_lock_out_after_a_slowdown(predictor: str) -> None:
     assert result["met_after_slowdown"] > 0.9
 
 
+def test_batch_sizes_are_not_locked_out_after_a_slowdown() -> None:
+    # Past its peak the backlog runs large batches during the slowdown; sgd then keeps
+    # predicting them slow while it sees only batches of one (batch 1 for good, 45 % met
+    # before size probes). A probe twice the kept size now and then corrects it.
+    cfg = RecoveryConfig(rate=600.0, duration=6.0, slow_at=2.0, slow_for=1.0, window=0.25)
+    result = run_one(cfg, "sgd")
+    assert result["recovered_after_s"] is not None
+    assert result["recovered_after_s"] <= 2.0
+    assert result["mean_batch_after"] > 3
+
+
 def test_the_first_k_of_a_queue_in_deadline_order_without_removing_them() -> None:
     spec = ModelSpec(name="m", model=None, max_batch_size=8)
     queue = ModelQueue(spec)

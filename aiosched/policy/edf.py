@@ -38,7 +38,12 @@ and sees no more. So when a model has had no execution for
 ``probe_interval`` seconds while its requests are being rejected, one is let
 through and run alone as a probe; the interval doubles while probes confirm
 the prediction (up to ``max_probe_interval``) and falls back to the minimum
-as soon as an execution runs faster than predicted.
+as soon as an execution runs faster than predicted. The same can happen to
+batch sizes: a predictor that saw large batches run slowly during a slowdown
+and then sees only the batches of one it allows keeps predicting the large
+ones slow. So while a backlog is kept to batches smaller than the queue
+allows, a batch twice that size is sent now and then as a probe, on the
+same backoff (up to ``max_size_probe_interval``).
 """
 
 from __future__ import annotations
@@ -104,6 +109,7 @@ class EdfPolicy(Policy):
         probe_interval: float = 0.05,
         max_probe_interval: float = 0.25,
         shed_rate: bool = True,
+        max_size_probe_interval: float = 2.0,
     ) -> None:
         if max_concurrency is not None and (
             isinstance(max_concurrency, bool)
@@ -117,6 +123,8 @@ class EdfPolicy(Policy):
             raise InvalidConfig("lookahead must be an int >= 1")
         if not (0 < probe_interval <= max_probe_interval < math.inf):
             raise InvalidConfig("need 0 < probe_interval <= max_probe_interval < inf (seconds)")
+        if not (probe_interval <= max_size_probe_interval < math.inf):
+            raise InvalidConfig("need probe_interval <= max_size_probe_interval < inf (seconds)")
         self.max_concurrency = max_concurrency
         self.admission = admission
         self.shed = shed
@@ -146,6 +154,11 @@ class EdfPolicy(Policy):
         self._probed: dict[str, float] = {}  # when the last probe was dispatched
         self._admitted_probe: dict[str, float] = {}  # when infer() last let one through
         self._probing: set[str] = set()
+        self.max_size_probe_interval = max_size_probe_interval
+        self._size_interval: dict[str, float] = {}  # current size-probe interval per model
+        self._size_probed: dict[str, float] = {}  # when the last size probe was dispatched
+        self._size_probing: dict[str, int] = {}  # execution id of the size probe in flight
+        self._size_seen: dict[str, dict[int, float]] = {}  # when each batch size last finished
 
     def __repr__(self) -> str:
         return (
@@ -196,6 +209,7 @@ class EdfPolicy(Policy):
         view = self._view
         if view is not None and view.predictor.knows(name):
             self._note_alone(name, view.predictor.predict(name, 1, (), execution.end))
+        self._size_seen.setdefault(name, {})[execution.batch_size] = execution.end
         if execution.warmup:
             return
         if view is not None:
@@ -209,6 +223,13 @@ class EdfPolicy(Policy):
             interval = min(2 * interval, self.max_probe_interval)
         self._probing.discard(name)
         self._interval[name] = interval
+        if execution.latency < _FASTER * execution.predicted:
+            self._size_interval[name] = self.probe_interval
+        elif self._size_probing.get(name) == execution.id:
+            step = self._size_interval.get(name, self.max_size_probe_interval)
+            self._size_interval[name] = min(2 * step, self.max_size_probe_interval)
+        if self._size_probing.get(name) == execution.id:
+            del self._size_probing[name]
 
     def _judge_colocation(self, now: float) -> None:
         """Keep co-locating while running beside others has really paid (realized, not
@@ -303,6 +324,14 @@ class EdfPolicy(Policy):
             if best is None or not can_start:
                 break
             batch = self._batch(view, best, running)
+            probe_size = self._size_probe(view, best, batch)
+            if probe_size:
+                batch = _Batch(
+                    probe_size,
+                    0,
+                    view.predictor.predict(best.name, probe_size, running, now),
+                    batch.deadline,
+                )
             pair = None
             if not running and len(lanes) > 1 and self.pairs and self._colocating:
                 pair = self._pair(view, best, batch, lanes[1])
@@ -312,9 +341,29 @@ class EdfPolicy(Policy):
                 continue
             if view.dispatch(best, batch.size, lanes[0], batch.predicted, batch.skip) == 0:
                 held.add(best.name)
+            elif probe_size and view.running:
+                self._size_probed[best.name] = now
+                self._size_probing[best.name] = view.running[-1].id
             elif pair is not None and view.running:
                 self._paired = (now, view.running[-1].id, pair.size)
         return wake if math.isfinite(wake) else None
+
+    def _size_probe(self, view: DispatchView, queue: ModelQueue, batch: _Batch) -> int:
+        """A larger batch size to try instead of ``batch`` (see the module doc), or 0."""
+        name = queue.name
+        if batch.skip or name in self._size_probing or view.best_effort:
+            return 0
+        size = min(queue.spec.max_batch_size, len(queue), max(2, 2 * batch.size))
+        if size <= batch.size or not view.predictor.knows(name):
+            return 0
+        # Doubt a prediction only once no batch this large has run for the interval (which
+        # starts long, and falls to the shortest once the model runs faster than predicted).
+        seen = self._size_seen.get(name, {})
+        last = max((t for b, t in seen.items() if b >= size), default=-math.inf)
+        last = max(last, self._size_probed.get(name, -math.inf))
+        if view.now - last < self._size_interval.get(name, self.max_size_probe_interval):
+            return 0
+        return size
 
     def _pair(
         self, view: DispatchView, queue: ModelQueue, solo: _Batch, other_lane: int
