@@ -355,8 +355,13 @@ class EdfPolicy(Policy):
     def _size_probe(self, view: DispatchView, queue: ModelQueue, batch: _Batch) -> int:
         """A larger batch size to try instead of ``batch`` (see the module doc), or 0."""
         name = queue.name
-        if batch.skip or name in self._size_probing or view.best_effort:
+        if batch.skip or view.best_effort:
             return 0
+        pending = self._size_probing.get(name)
+        if pending is not None:
+            if any(r.id == pending for r in view.running):
+                return 0
+            del self._size_probing[name]  # it failed: ``finished`` never saw it
         size = min(queue.spec.max_batch_size, len(queue), max(2, 2 * batch.size))
         if size <= batch.size or not view.predictor.knows(name):
             return 0
