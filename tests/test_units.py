@@ -157,3 +157,13 @@ def test_public_api_is_exported() -> None:
         aiosched.ModelError,
     ):
         assert issubclass(err, aiosched.AioschedError)
+
+
+def test_backend_errors_are_aiosched_errors() -> None:
+    assert issubclass(aiosched.LaneFailure, aiosched.AioschedError)
+    assert issubclass(aiosched.DeviceOutOfMemory, aiosched.AioschedError)
+
+
+def test_policy_authors_get_queues_and_requests_from_the_package() -> None:
+    assert aiosched.ModelQueue is ModelQueue and aiosched.Request is Request
+    assert {"ModelQueue", "Request", "Backend", "Predictor", "Policy"} <= set(aiosched.__all__)
