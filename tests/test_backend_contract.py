@@ -84,3 +84,15 @@ def test_lanes_must_be_positive() -> None:
     for cls in (SimBackend, CpuBackend, CudaBackend):
         with pytest.raises(InvalidConfig):
             cls(lanes=0)
+
+
+def test_make_backend_passes_options_to_the_constructor() -> None:
+    from aiosched.backends import make_backend
+
+    sim = make_backend("sim", 3, seed=7)
+    assert isinstance(sim, SimBackend) and sim.lanes == 3 and sim.seed == 7
+    assert isinstance(make_backend("cpu", 1, threads_per_lane=1), CpuBackend)
+    with pytest.raises(InvalidConfig, match="bad options for the sim backend"):
+        make_backend("sim", 2, threads_per_lane=1)
+    with pytest.raises(InvalidConfig, match="not for a Backend object"):
+        make_backend(sim, seed=1)
