@@ -4,6 +4,14 @@ async with aiosched.Scheduler(backend="cpu", lanes=2) as sched:
     sched.register("resnet18", model, max_batch_size=8, input_shape=(3, 224, 224),
                    dtype=torch.float32)
     y = await sched.infer("resnet18", x, deadline=0.2)
+
+The names below come in two groups. The *user API* is what an application that
+embeds a scheduler needs: the scheduler, its errors, the built-in backends,
+policies and predictors to choose from, profiles and snapshots. The *author API*
+is what one writes a backend, a policy or a predictor against: the base classes,
+what the scheduler hands them (batches and completions, queues and requests,
+executions and what runs beside them) and the clocks; :mod:`aiosched.testing`
+checks a new backend or predictor against its contract.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from .predict import (
     SoloPredictor,
     StaticPredictor,
 )
+from .queue import ModelQueue, Request
 from .scheduler import Scheduler
 from .spec import ModelSpec
 from .telemetry.snapshot import LaneSnapshot, LatencySummary, ModelSnapshot, SchedulerSnapshot
@@ -48,42 +57,31 @@ from .timeline import Execution, Peer, Running, Timeline
 __version__ = "0.1.0"
 
 __all__ = [
+    # -- user API: embed a scheduler ----------------------------------------------
     "AioschedError",
-    "Backend",
-    "Clock",
-    "Completion",
     "CpuBackend",
     "CudaBackend",
     "DeadlineExceeded",
     "DeadlineUnmeetable",
     "DeviceOutOfMemory",
-    "DispatchView",
     "Drift",
     "EdfPolicy",
     "ErrorSummary",
     "EwmaPredictor",
-    "Execution",
     "FifoPolicy",
     "InvalidConfig",
     "InvalidInput",
     "LaneFailed",
-    "LaneFailure",
     "LaneSnapshot",
     "LatencySummary",
-    "LoopClock",
     "ModelError",
     "ModelSnapshot",
     "ModelSpec",
     "OraclePredictor",
     "OverlapPredictor",
     "Overloaded",
-    "Peer",
-    "PerfClock",
-    "Policy",
-    "Predictor",
     "Profile",
     "RlsPredictor",
-    "Running",
     "Scheduler",
     "SchedulerClosed",
     "SchedulerSnapshot",
@@ -93,9 +91,24 @@ __all__ = [
     "SimModel",
     "SoloPredictor",
     "StaticPredictor",
-    "Timeline",
     "UnknownModel",
     "WrongEventLoop",
-    "run",
     "__version__",
+    "run",
+    # -- author API: write a backend, a policy or a predictor -----------------------
+    "Backend",
+    "Clock",
+    "Completion",
+    "DispatchView",
+    "Execution",
+    "LaneFailure",
+    "LoopClock",
+    "ModelQueue",
+    "Peer",
+    "PerfClock",
+    "Policy",
+    "Predictor",
+    "Request",
+    "Running",
+    "Timeline",
 ]
