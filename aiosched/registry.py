@@ -13,6 +13,7 @@ import asyncio
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import settle
 from .errors import AioschedError, InvalidConfig
@@ -20,6 +21,11 @@ from .queue import ModelQueue
 from .ready import ReadyQueues
 from .spec import ModelSpec
 from .telemetry.stats import ModelCounters
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .lanes import Lanes
+    from .runner import BatchRunner
 
 __all__ = ["Registered", "Registry"]
 
@@ -82,6 +88,19 @@ class Registry:
         for entry in self.cold.values():
             if entry.warmup_plan and not entry.warming:
                 yield entry
+
+    def start_warmups(
+        self, lanes: Lanes, backend: Backend, runner: BatchRunner, now: float
+    ) -> None:
+        """Send the next warm-up batch of each model warming up, while lanes are free."""
+        for entry in list(self.warming_up()):
+            free = lanes.free()
+            if not free:
+                return
+            size = entry.warmup_plan.popleft()
+            x = backend.sample_input(entry.spec)
+            runner.submit(entry, [x] * max(1, size), free[0], (), warmup=size > 0, now=now)
+            entry.warming = True
 
     def warmup_pending(self) -> bool:
         return any(entry.warmup_plan for entry in self.cold.values())

@@ -11,7 +11,10 @@ predictor learns from it and then the policy.
 The Scheduler decides nothing about batching, co-location or admission (the
 policy does) and keeps its pieces elsewhere: the models and their warm-up in
 :mod:`~aiosched.registry`, the lanes in :mod:`~aiosched.lanes`, how a request
-is settled (and a failed batch bisected) in :mod:`~aiosched.settle`.
+is settled (and a failed batch bisected) in :mod:`~aiosched.settle`, running
+a batch and watching it in :mod:`~aiosched.runner`, the dispatcher task in
+:mod:`~aiosched.dispatcher`, what a policy sees and may do in
+:mod:`~aiosched.view`, and its statistics in :mod:`~aiosched.telemetry.snapshot`.
 
 Every request resolves exactly once: with its output, or with one of the
 errors in :mod:`aiosched.errors`; the per-model counters account for each.
@@ -20,13 +23,12 @@ errors in :mod:`aiosched.errors`; the per-model counters account for each.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Any, Self
 
 import torch
@@ -36,11 +38,11 @@ from .backends import make_backend
 from .backends.base import Backend
 from .clock import Clock
 from .deadlines import absolute_deadline
+from .dispatcher import dispatch_loop
 from .errors import (
     AioschedError,
     DeadlineExceeded,
     InvalidConfig,
-    LaneFailed,
     Overloaded,
     SchedulerClosed,
     UnknownModel,
@@ -49,11 +51,11 @@ from .errors import (
 from .lanes import Lanes
 from .policy import Policy, make_policy
 from .predict import Predictor, Profile, make_predictor
-from .queue import SETTLED, ModelQueue, Request
+from .queue import ModelQueue, Request
 from .registry import Registered, Registry
 from .runner import BatchRunner
 from .spec import ModelSpec, as_shape
-from .telemetry.snapshot import SchedulerSnapshot, model_snapshot
+from .telemetry.snapshot import SchedulerSnapshot, scheduler_snapshot
 from .timeline import Timeline
 from .view import SchedulerView
 
@@ -61,12 +63,6 @@ __all__ = ["DEFAULT_PREDICTOR", "Scheduler"]
 
 #: Deadline-safe sizing: the overlap-aware predictor at its 90th percentile.
 DEFAULT_PREDICTOR = "overlap:quantile=0.9"
-
-log = logging.getLogger("aiosched")
-
-# The smallest timer the dispatcher sets: a planned time that has (numerically) just
-# passed must still move a virtual clock forward rather than spin.
-_MIN_TIMER_S = 1e-6
 
 
 class Scheduler:
@@ -209,7 +205,7 @@ class Scheduler:
         )
         self._started = True
         self._policy.bind(self._view)
-        self._task = loop.create_task(self._dispatch_loop(), name="aiosched-dispatcher")
+        self._task = loop.create_task(dispatch_loop(self), name="aiosched-dispatcher")
 
     async def aclose(self, *, drain: bool | None = None, timeout: float | None = None) -> None:
         """Stop accepting requests, finish or fail the queued ones, and release the backend.
@@ -402,124 +398,10 @@ class Scheduler:
     def _fail_queued(self, error: AioschedError) -> None:
         self._registry.fail_queued(error, reject=isinstance(error, SchedulerClosed))
 
-    # -- the dispatcher ---------------------------------------------------
-
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    async def _dispatch_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        assert self._clock is not None
-        clock = self._clock
-        try:
-            while True:
-                try:
-                    wake_at = self._step()
-                except Exception as exc:
-                    # A broken policy or predictor must not strand callers: fail the queued.
-                    log.exception("aiosched dispatcher failed")
-                    self._closing = True
-                    error = AioschedError(f"dispatcher failed: {exc!r}")
-                    error.__cause__ = exc
-                    self._fail_queued(error)
-                    if not self._timeline.in_flight:
-                        return
-                    wake_at = None
-                if self._closing and self._idle():
-                    return
-                waiter = self._waiter = loop.create_future()
-                timer = None
-                if wake_at is not None:
-                    delay = max(wake_at - clock.now(), _MIN_TIMER_S)
-                    timer = loop.call_later(delay, _release, waiter)
-                try:
-                    await waiter
-                finally:
-                    self._waiter = None
-                    if timer is not None:
-                        timer.cancel()
-        except asyncio.CancelledError:
-            # Cancelled from outside (``asyncio.run`` ending, a second Ctrl-C) or by
-            # ``aclose(timeout=)``: nobody will close this scheduler in this loop.
-            if not self._closed:
-                self._abandon(SchedulerClosed("scheduler's event loop shut down"))
-                self._closed = True
-            raise
-
-    def _idle(self) -> bool:
-        if self._timeline.in_flight:
-            return False
-        if not self._lanes.usable():
-            return True
-        if self._registry.warmup_pending():
-            return False
-        return self._registry.ready.empty()
-
-    def _step(self) -> float | None:
-        assert self._clock is not None
-        now = self._now = self._clock.now()
-        runner = self._runner
-        assert runner is not None
-        runner.watch(now)
-        lanes = self._lanes
-        if not lanes.any_alive():
-            self._fail_queued(LaneFailed("every lane of the backend has failed"))
-            self._registry.cancel_warmups()  # nothing can warm up: let ready() return
-            return None
-        if self._closing and not self._drain:
-            # Put back after a failed batch or a lost lane: they too were not run in time.
-            self._fail_queued(SchedulerClosed("scheduler closed before it ran"))
-        self._start_warmups()
-        planned = self._policy.step(self._view)
-        watch = runner.watch(now)  # what was just dispatched is watched too
-        if planned is None:
-            return watch
-        return planned if watch is None else min(planned, watch)
-
-    def _start_warmups(self) -> None:
-        for entry in list(self._registry.warming_up()):
-            lanes = self._lanes.free()
-            if not lanes:
-                return
-            size = entry.warmup_plan.popleft()
-            x = self._backend.sample_input(entry.spec)
-            assert self._runner is not None
-            self._runner.submit(
-                entry, [x] * max(1, size), lanes[0], (), warmup=size > 0, now=self._now
-            )
-            entry.warming = True
-
-    # -- what the policy does (through its view) ---------------------------
-
-    def _dispatch(
-        self, queue: ModelQueue, n: int, lane: int, predicted: float, skip: int = 0
-    ) -> int:
-        if not self._lanes.is_free(lane):
-            raise RuntimeError(f"policy dispatched to lane {lane}, which is not free")
-        batch = queue.pop_batch_after(skip, max(1, n))
-        if not batch:
-            return 0
-        if len(batch) != n:
-            predicted = math.nan  # a retry group cut the batch short: predict its size
-        try:
-            assert self._runner is not None
-            self._runner.submit(
-                self._models[queue.name],
-                batch,
-                lane,
-                tuple(batch),
-                predicted=predicted,
-                now=self._now,
-            )
-        except BaseException:
-            # Nothing ran: put the batch back so that the failure path can resolve it.
-            for request in batch:
-                if request.state != SETTLED:
-                    queue.push(request)
-            raise
-        return len(batch)
 
     # -- introspection ----------------------------------------------------
 
@@ -556,29 +438,7 @@ class Scheduler:
 
     def snapshot(self) -> SchedulerSnapshot:
         """An immutable copy of the statistics, cheap enough to take several times a second."""
-        now = self._clock.now() if self._clock is not None else 0.0
-        in_flight: dict[str, int] = {}
-        for r in self._timeline.in_flight:
-            in_flight[r.model] = in_flight.get(r.model, 0) + 1
-        models = {
-            name: model_snapshot(name, m.counters, len(m.queue), in_flight.get(name, 0), m.warm)
-            for name, m in self._models.items()
-        }
-        err = self._predictor.error()
-        return SchedulerSnapshot(
-            time=now,
-            backend=self._backend.name,
-            policy=self._policy.name,
-            predictor=self._predictor.name,
-            closed=self._closed,
-            models=MappingProxyType(models),
-            lanes=self._lanes.snapshot(),
-            executions=sum(self._lanes.count),
-            max_concurrency=self._lanes.most_in_flight,
-            predictor_mape=err.mape,
-            predictor_p95_ape=err.p95_ape,
-            extra=MappingProxyType({"device": dict(self._backend.telemetry())}),
-        )
+        return scheduler_snapshot(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "closing" if self._closing else "open"
@@ -586,11 +446,6 @@ class Scheduler:
             f"<Scheduler {state} backend={self._backend.name} lanes={self._backend.lanes} "
             f"policy={self._policy.name} predictor={self._predictor.name}>"
         )
-
-
-def _release(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def _not_started() -> Any:

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from . import settle
 from .errors import AioschedError
 from .predict import Predictor
-from .queue import ModelQueue
+from .queue import SETTLED, ModelQueue
 from .timeline import Running
 
 if TYPE_CHECKING:
@@ -61,7 +62,27 @@ class SchedulerView:
     def dispatch(
         self, queue: ModelQueue, n: int, lane: int, predicted: float, skip: int = 0
     ) -> int:
-        return self._s._dispatch(queue, n, lane, predicted, skip)
+        s = self._s
+        if not s._lanes.is_free(lane):
+            raise RuntimeError(f"policy dispatched to lane {lane}, which is not free")
+        batch = queue.pop_batch_after(skip, max(1, n))
+        if not batch:
+            return 0
+        if len(batch) != n:
+            predicted = math.nan  # a retry group cut the batch short: predict its size
+        runner = s._runner
+        assert runner is not None
+        try:
+            runner.submit(
+                s._models[queue.name], batch, lane, tuple(batch), predicted=predicted, now=s._now
+            )
+        except BaseException:
+            # Nothing ran: put the batch back so that the failure path can resolve it.
+            for request in batch:
+                if request.state != SETTLED:
+                    queue.push(request)
+            raise
+        return len(batch)
 
     def reject_head(self, queue: ModelQueue, error: AioschedError) -> None:
         settle.reject(queue.pop(), error)

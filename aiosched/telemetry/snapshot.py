@@ -11,9 +11,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .stats import LatencyHistogram, ModelCounters
+
+if TYPE_CHECKING:
+    from ..scheduler import Scheduler
 
 __all__ = [
     "LaneSnapshot",
@@ -21,6 +24,7 @@ __all__ = [
     "ModelSnapshot",
     "SchedulerSnapshot",
     "model_snapshot",
+    "scheduler_snapshot",
 ]
 
 
@@ -156,4 +160,31 @@ def model_snapshot(
         latency=latency_summary(c.latency),
         batch_sizes=MappingProxyType(dict(sorted(c.batch_sizes.items()))),
         warm=warm,
+    )
+
+
+def scheduler_snapshot(s: Scheduler) -> SchedulerSnapshot:
+    """What :meth:`Scheduler.snapshot <aiosched.Scheduler.snapshot>` returns."""
+    now = s._clock.now() if s._clock is not None else 0.0
+    in_flight: dict[str, int] = {}
+    for r in s._timeline.in_flight:
+        in_flight[r.model] = in_flight.get(r.model, 0) + 1
+    models = {
+        name: model_snapshot(name, m.counters, len(m.queue), in_flight.get(name, 0), m.warm)
+        for name, m in s._models.items()
+    }
+    err = s._predictor.error()
+    return SchedulerSnapshot(
+        time=now,
+        backend=s._backend.name,
+        policy=s._policy.name,
+        predictor=s._predictor.name,
+        closed=s._closed,
+        models=MappingProxyType(models),
+        lanes=s._lanes.snapshot(),
+        executions=sum(s._lanes.count),
+        max_concurrency=s._lanes.most_in_flight,
+        predictor_mape=err.mape,
+        predictor_p95_ape=err.p95_ape,
+        extra=MappingProxyType({"device": dict(s._backend.telemetry())}),
     )
