@@ -128,6 +128,9 @@ class BatchRunner:
                 lanes.alive[lane] = False
             self._wake()
             return
+        if lanes.running[lane] is not running:
+            # Given up by abandon_all (aclose timed out): its requests were settled then.
+            return
         lanes.release(lane)
         lanes.count[lane] += 1
         execution = self._timeline.finish(

@@ -90,6 +90,32 @@ def test_close_with_a_timeout_resolves_everything_even_if_the_device_never_answe
     simtime.run(main())
 
 
+def test_a_batch_given_up_by_a_close_timeout_may_still_come_back() -> None:
+    """aclose(timeout=) fails what is in flight and lets the lanes go; when the backend
+    then answers for that batch (the sim backend does as it closes), nothing breaks: no
+    exception in the loop's callbacks (found by tests/test_properties_ops.py)."""
+    model = flat_model(0.010)
+
+    async def main() -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        errors: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _, context: errors.append(context))
+        sched = aiosched.Scheduler(sim(lanes=1, m=model), predictor="solo")
+        await sched.start()
+        sched.register("m", max_batch_size=2, warmup=False)
+        tasks = [asyncio.create_task(sched.infer("m", i)) for i in range(3)]
+        await asyncio.sleep(0.001)  # the first batch is running
+        await sched.aclose(timeout=0.001)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(r, aiosched.SchedulerClosed) for r in results)
+        m = sched.snapshot().models["m"]
+        assert m.submitted == m.rejected + m.failed == 3
+        return errors
+
+    errors = simtime.run(main())
+    assert not errors, [(c["message"], c.get("exception")) for c in errors]
+
+
 def test_a_hung_cpu_lane_does_not_hold_up_the_close() -> None:
     """On real threads: the watchdog gives the hung batch up, its caller gets a ModelError,
     and aclose() returns without joining the stuck thread (released after, for the test)."""
