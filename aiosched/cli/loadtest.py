@@ -15,22 +15,22 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.live import Live
 
-from ..backends.base import MAX_LANES
 from ..errors import AioschedError
 from ..loadgen import Progress, render_summary, write_report
-from ..loadgen.harness import AUTO_RATE_FRACTION, LoadtestConfig, resolve_backend, run_loadtest
 from ..loadgen.peak import PeakResult, PeakStep, render_steps
-from ..scheduler import DEFAULT_PREDICTOR, Scheduler
-from ..spec import MAX_BATCH_SIZE
 from ..telemetry.snapshot import SchedulerSnapshot
 from ._live import live_view, plain_line
 from ._parse import bad, check_lanes, check_requests, check_writable, fail, finite
+
+if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when a run starts
+    from ..loadgen.harness import LoadtestConfig
+    from ..scheduler import Scheduler
 
 
 def _rate(value: str) -> tuple[float | None, str]:
@@ -69,13 +69,15 @@ def register(app: typer.Typer) -> None:
         ] = None,
         policy: Annotated[str, typer.Option(help="edf, fifo or sequential")] = "edf",
         predictor: Annotated[
-            str, typer.Option(help="latency predictor, e.g. solo or overlap:quantile=0.9")
-        ] = DEFAULT_PREDICTOR,
-        lanes: Annotated[
-            int, typer.Option(min=1, max=MAX_LANES, help="concurrent lanes on the device")
-        ] = 2,
+            str | None,
+            typer.Option(
+                help="latency predictor, e.g. solo or overlap:quantile=0.95 "
+                "(default: the scheduler's, overlap:quantile=0.9)"
+            ),
+        ] = None,
+        lanes: Annotated[int, typer.Option(min=1, help="concurrent lanes on the device")] = 2,
         max_batch_size: Annotated[
-            int, typer.Option(min=1, max=MAX_BATCH_SIZE, help="largest batch per model")
+            int, typer.Option(min=1, help="largest batch per model (at most 1024)")
         ] = 8,
         seed: Annotated[int, typer.Option(min=0, help="seed of the arrivals")] = 0,
         slo_attainment: Annotated[
@@ -91,6 +93,10 @@ def register(app: typer.Typer) -> None:
         live: Annotated[bool, typer.Option("--live/--no-live", help="rich live view")] = True,
     ) -> None:
         """Drive an open-loop workload through the scheduler and report latency and goodput."""
+        from ..loadgen.harness import LoadtestConfig, resolve_backend
+        from ..scheduler import DEFAULT_PREDICTOR
+        from ..spec import MAX_BATCH_SIZE
+
         # In a pipe rich assumes 80 columns, too narrow for the summary: give logs room.
         console = Console(width=None if sys.stdout.isatty() else 120)
         # Everything that can be checked before the run is (bad values: one line, exit 2).
@@ -100,6 +106,8 @@ def register(app: typer.Typer) -> None:
         check_requests(fixed_rate, duration)
         if models is not None and not models.strip():
             bad("give at least one model (leave --models out for the default set)", "--models")
+        if max_batch_size > MAX_BATCH_SIZE:
+            bad(f"at most {MAX_BATCH_SIZE}, got {max_batch_size}", "--max-batch-size")
         if json_path is not None:
             check_writable(json_path)
         try:
@@ -115,7 +123,7 @@ def register(app: typer.Typer) -> None:
                 trace=None if trace is None else str(trace),
                 deadline=deadline,
                 policy=policy,
-                predictor=predictor,
+                predictor=DEFAULT_PREDICTOR if predictor is None else predictor,
                 lanes=lanes,
                 seed=seed,
                 max_batch_size=max_batch_size,
@@ -148,6 +156,7 @@ def _run(
 ) -> tuple[dict[str, Any], SchedulerSnapshot]:
     from .. import simtime
     from .._runtime import run
+    from ..loadgen.harness import resolve_backend, run_loadtest
 
     backend = resolve_backend(cfg.backend)
     simulated = backend == "sim"
@@ -222,6 +231,8 @@ def _pct(fraction: float | None) -> str:
 
 def _how_found(peak: PeakResult, rate: float, mode: str) -> str:
     """The one line saying how the rate was found."""
+    from ..loadgen.harness import AUTO_RATE_FRACTION
+
     tried = ", ".join(f"{s.rate_rps:.0f} {'ok' if s.passed else 'fail'}" for s in peak.steps)
     head = f"rate {mode}: tried {tried} (requests/s)"
     if not peak.found:
