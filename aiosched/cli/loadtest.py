@@ -6,8 +6,9 @@ peak search at the start (a few steps of 2.5 s; virtual time on sim), then 70 %
 of the measured peak. ``--rate peak`` runs the full search and then runs at the
 peak; the JSON report has the search under ``config.peak``. Bad options or files end
 with a one-line message and exit code 2, before the run where they can be
-checked (``--json`` is tried for writing first); Ctrl-C stops sending, drains,
-and still prints and writes the report.
+checked (``--json`` and ``--csv`` are tried for writing first); Ctrl-C stops
+sending, drains, and still prints and writes the report. ``--csv FILE`` writes
+the measured run's per-second time series (:mod:`aiosched.loadgen.timeseries`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.live import Live
 
 from ..errors import AioschedError
-from ..loadgen import Progress, render_summary, write_report
+from ..loadgen import LoadResult, Progress, TimeSeries, render_summary, write_report
 from ..loadgen.peak import PeakResult, PeakStep, render_steps
 from ..telemetry.snapshot import SchedulerSnapshot
 from ._live import live_view, plain_line
@@ -90,6 +91,14 @@ def register(app: typer.Typer) -> None:
         json_path: Annotated[
             Path | None, typer.Option("--json", help="write the JSON report here")
         ] = None,
+        csv_path: Annotated[
+            Path | None,
+            typer.Option(
+                "--csv",
+                help="write a per-second time series here (offered, completed, met, "
+                "rejected, p50/p99 ms)",
+            ),
+        ] = None,
         live: Annotated[bool, typer.Option("--live/--no-live", help="rich live view")] = True,
     ) -> None:
         """Drive an open-loop workload through the scheduler and report latency and goodput."""
@@ -110,6 +119,8 @@ def register(app: typer.Typer) -> None:
             bad(f"at most {MAX_BATCH_SIZE}, got {max_batch_size}", "--max-batch-size")
         if json_path is not None:
             check_writable(json_path)
+        if csv_path is not None:
+            check_writable(csv_path, "--csv")
         try:
             cfg = LoadtestConfig(
                 backend=backend,
@@ -132,7 +143,7 @@ def register(app: typer.Typer) -> None:
             raise fail(exc) from None
         check_lanes(resolve_backend(cfg.backend), lanes)
         try:
-            report, _ = _run(cfg, console, live and console.is_terminal)
+            report, _, series = _run(cfg, console, live and console.is_terminal)
         except (AioschedError, OSError) as exc:
             raise fail(exc) from None
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -149,11 +160,18 @@ def register(app: typer.Typer) -> None:
             except OSError as exc:
                 raise fail(f"cannot write {json_path}: {exc}") from None
             console.print(f"report written to {json_path}")
+        if csv_path is not None and series is not None:
+            try:
+                series.write_csv(csv_path)
+            except OSError as exc:
+                raise fail(f"cannot write {csv_path}: {exc}") from None
+            console.print(f"time series ({len(series)} s) written to {csv_path}")
 
 
 def _run(
     cfg: LoadtestConfig, console: Console, live: bool
-) -> tuple[dict[str, Any], SchedulerSnapshot]:
+) -> tuple[dict[str, Any], SchedulerSnapshot, TimeSeries | None]:
+    """Run the load test; the report, the last snapshot and the run's per-second series."""
     from .. import simtime
     from .._runtime import run
     from ..loadgen.harness import resolve_backend, run_loadtest
@@ -161,6 +179,7 @@ def _run(
     backend = resolve_backend(cfg.backend)
     simulated = backend == "sim"
     offered = [0.0]
+    results: list[LoadResult] = []
 
     def on_start(sched: Scheduler, schedule: Any) -> None:
         offered[0] = schedule.offered_rps
@@ -204,8 +223,10 @@ def _run(
                 handle_sigint=True,
                 on_step=on_step,
                 on_peak=on_peak,
+                on_result=results.append,
             )
-            return run(coro)
+            report, snap = run(coro)
+            return report, snap, results[-1].series if results else None
 
     def line(p: Progress, snap: SchedulerSnapshot) -> None:
         console.print(plain_line(p, snap, offered[0]), highlight=False, soft_wrap=True)
@@ -219,10 +240,10 @@ def _run(
         handle_sigint=True,
         on_step=on_step,
         on_peak=on_peak,
+        on_result=results.append,
     )
-    if simulated:
-        return simtime.run(coro)
-    return run(coro)
+    report, snap = simtime.run(coro) if simulated else run(coro)
+    return report, snap, results[-1].series if results else None
 
 
 def _pct(fraction: float | None) -> str:

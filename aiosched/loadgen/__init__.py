@@ -49,6 +49,7 @@ from aiosched.loadgen.report import (
     write_report,
 )
 from aiosched.loadgen.result import LoadResult, ModelResult, RequestCounts
+from aiosched.loadgen.timeseries import CSV_COLUMNS, SeriesRow, TimeSeries
 from aiosched.loadgen.trace import Trace, load_trace, parse_trace
 from aiosched.loadgen.workload import (
     DEFAULT_DEADLINE_MS,
@@ -61,6 +62,7 @@ from aiosched.loadgen.workload import (
 
 __all__ = [
     "ARRIVALS",
+    "CSV_COLUMNS",
     "DEFAULT_DEADLINE_MS",
     "REJECTIONS",
     "REPORT_KEYS",
@@ -84,7 +86,9 @@ __all__ = [
     "RequestCounts",
     "Schedule",
     "SenderKind",
+    "SeriesRow",
     "Target",
+    "TimeSeries",
     "Trace",
     "TraceError",
     "Workload",

@@ -52,6 +52,7 @@ from aiosched.clock import Clock, LoopClock, PerfClock
 from aiosched.errors import DeadlineUnmeetable, InvalidConfig, Overloaded, SchedulerClosed
 from aiosched.loadgen.histogram import percentiles_of_counts
 from aiosched.loadgen.result import LoadResult, ModelResult, RequestCounts
+from aiosched.loadgen.timeseries import TimeSeries
 from aiosched.loadgen.workload import Schedule
 from aiosched.simtime import VirtualTimeLoop
 
@@ -240,6 +241,9 @@ class OpenLoopDriver:
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()
         self._watcher = _Watcher(self)
+        self._started_at: float | None = None
+        self.series = TimeSeries()
+        """Per-second sends and outcomes (:mod:`aiosched.loadgen.timeseries`)."""
 
     # ----------------------------------------------------------------- state
 
@@ -287,6 +291,8 @@ class OpenLoopDriver:
             send_window_s=window,
             stopped_early=self._stopped,
             config=self.schedule.config,
+            started_at=self._started_at,
+            series=self.series,
         )
 
     # --------------------------------------------------------------- control
@@ -329,6 +335,7 @@ class OpenLoopDriver:
         self._idle = asyncio.Event()
         self._done_event = asyncio.Event()
         self._t0 = self._clock.now() + (_THREAD_LEAD_S if sender == "thread" else 0.0)
+        self._started_at = time.time()
         self._due = self._t0 + self._offsets
         if self._stopped:  # before it started
             self._stop_at = self._t0
@@ -434,6 +441,7 @@ class OpenLoopDriver:
         m = self._index.item(i)
         stats = self._stats[m]
         stats.counts.sent += 1
+        self.series.offered(self._offsets.item(i))
         self._pending[i] = self._loop.create_task(self._one(i, stats))
 
     async def _one(self, i: int, stats: ModelResult) -> None:
@@ -458,20 +466,26 @@ class OpenLoopDriver:
         if self._pending.pop(i, None) is None:
             return  # already counted as cancelled when the run ended
         counts = stats.counts
+        at = end - intended + self._offsets.item(i)  # seconds from the start of the run
         if outcome == "ok":
             latency = end - intended
             stats.latency.record(latency)
             counts.completed += 1
             if latency <= deadline:
                 counts.met_deadline += 1
+                self.series.resolved(at, "met", latency)
             else:
                 counts.missed_deadline += 1
+                self.series.resolved(at, "missed", latency)
         elif outcome == "rejected":
             counts.rejected += 1
+            self.series.resolved(at, "rejected")
         elif outcome == "failed":
             counts.failed += 1
+            self.series.resolved(at, "failed")
         else:
             counts.cancelled += 1
+            self.series.resolved(at, "cancelled")
         if not self._pending and self._idle is not None and self._halted_or_sent():
             self._idle.set()
 
@@ -484,9 +498,11 @@ class OpenLoopDriver:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=_CANCEL_GRACE_S)
+        at = self.elapsed_s()
         for i in list(self._pending):  # never started, or ignored the cancellation
             del self._pending[i]
             self._stats[self._index.item(i)].counts.cancelled += 1
+            self.series.resolved(at, "cancelled")
 
     # -------------------------------------------------------------- progress
 

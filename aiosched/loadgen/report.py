@@ -5,17 +5,22 @@ into a JSON-able dict with exactly the keys :data:`REPORT_KEYS`::
 
     config, duration_s, offered_rps, achieved_rps, goodput_rps,
     requests {sent, completed, met_deadline, missed_deadline, rejected, failed, cancelled},
-    latency_ms {p50, p90, p99, p999, max}, send_lag_ms {p50, p99, max},
+    latency_ms {p50, p90, p95, p99, p999, max, mean}, send_lag_ms {p50, p99, max},
     per_model {name: {every key above but config and per_model}},
     batches {count, mean_size, max_concurrency}, predictor {name, mape, p95_ape}
 
 Rates: ``offered_rps`` is sends per second of the sending window;
 ``achieved_rps`` (completed) and ``goodput_rps`` (met their deadline) are per
 second of ``duration_s``, the whole run from the first intended send to the
-last response. Latency is from the intended send time. A value with no data
+last response. Latency is from the intended send time; ``mean`` is exact, the
+percentiles are HdrHistogram's (3 significant figures). A value with no data
 (a percentile of nothing, statistics the caller did not supply) is ``null``.
 ``batches`` and ``predictor`` come from the scheduler's statistics, which the
 caller passes in (:class:`BatchStats`, :class:`PredictorStats`).
+
+``config`` always records ``aiosched_version`` and ``timestamp`` (the start of
+the run, UTC, ISO 8601; ``null`` if it never started), besides what the
+caller passes.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from rich import box
 from rich.table import Table
 
+from aiosched._version import __version__
 from aiosched.loadgen.histogram import Histogram
 from aiosched.loadgen.result import LoadResult, ModelResult
 
@@ -72,12 +79,12 @@ REQUEST_KEYS: tuple[str, ...] = (
     "failed",
     "cancelled",
 )
-LATENCY_KEYS: tuple[str, ...] = ("p50", "p90", "p99", "p999", "max")
+LATENCY_KEYS: tuple[str, ...] = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
 SEND_LAG_KEYS: tuple[str, ...] = ("p50", "p99", "max")
 BATCH_KEYS: tuple[str, ...] = ("count", "mean_size", "max_concurrency")
 PREDICTOR_KEYS: tuple[str, ...] = ("name", "mape", "p95_ape")
 
-_LATENCY_PCTS = (50.0, 90.0, 99.0, 99.9)
+_LATENCY_PCTS = (50.0, 90.0, 95.0, 99.0, 99.9)
 _LAG_PCTS = (50.0, 99.0)
 
 
@@ -118,6 +125,9 @@ def _ms(h: Histogram, percentiles: tuple[float, ...], keys: tuple[str, ...]) -> 
         k: _num(v * 1000.0 if v is not None else None) for k, v in zip(keys, values, strict=False)
     }
     out["max"] = _num(h.max_s * 1000.0) if h.count else None
+    if "mean" in keys:
+        mean = h.mean_s
+        out["mean"] = _num(mean * 1000.0) if mean is not None else None
     return out
 
 
@@ -154,6 +164,12 @@ def _section(
     }
 
 
+def _timestamp(at: float | None) -> str | None:
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, tz=UTC).isoformat(timespec="milliseconds")
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, Mapping):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -184,6 +200,8 @@ def build_report(
     """
     merged: dict[str, Any] = dict(result.config)
     merged.update(config or {})
+    merged["aiosched_version"] = __version__
+    merged["timestamp"] = _timestamp(result.started_at)
     merged["stopped_early"] = result.stopped_early
     merged["send_window_s"] = _num(result.send_window_s, 6)
     pmb = per_model_batches or {}
@@ -227,9 +245,10 @@ def render_summary(report: Mapping[str, Any], *, title: str = "aiosched loadtest
         "fail",
         "canc",
         "good/s",
+        "mean",
         "p50",
+        "p95",
         "p99",
-        "p99.9",
         "max",
     ):
         table.add_column(name, justify="right")
@@ -245,9 +264,10 @@ def render_summary(report: Mapping[str, Any], *, title: str = "aiosched loadtest
             str(r["failed"]),
             str(r["cancelled"]),
             _fmt(s["goodput_rps"]),
+            _fmt(lat["mean"], ".1f"),
             _fmt(lat["p50"], ".1f"),
+            _fmt(lat["p95"], ".1f"),
             _fmt(lat["p99"], ".1f"),
-            _fmt(lat["p999"], ".1f"),
             _fmt(lat["max"], ".1f"),
             style=style,
         )
