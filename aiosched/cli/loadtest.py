@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,8 +31,10 @@ from ._live import live_view, plain_line
 from ._parse import bad, check_lanes, check_requests, check_writable, fail, finite
 
 if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when a run starts
+    from ..loadgen.driver import Target
     from ..loadgen.harness import LoadtestConfig
     from ..scheduler import Scheduler
+    from ..telemetry.prometheus import PrometheusExporter
 
 
 def _rate(value: str) -> tuple[float | None, str]:
@@ -100,6 +103,18 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         live: Annotated[bool, typer.Option("--live/--no-live", help="rich live view")] = True,
+        metrics_port: Annotated[
+            int | None,
+            typer.Option(
+                min=0,
+                max=65535,
+                help="serve Prometheus metrics on this port during the run "
+                "(extra 'prometheus'; 0: any free port)",
+            ),
+        ] = None,
+        metrics_addr: Annotated[
+            str, typer.Option(help="address the metrics server binds")
+        ] = "127.0.0.1",
     ) -> None:
         """Drive an open-loop workload through the scheduler and report latency and goodput."""
         from ..loadgen.harness import LoadtestConfig, resolve_backend
@@ -121,6 +136,13 @@ def register(app: typer.Typer) -> None:
             check_writable(json_path)
         if csv_path is not None:
             check_writable(csv_path, "--csv")
+        if metrics_port is not None:
+            from ..telemetry.prometheus import require_prometheus
+
+            try:
+                require_prometheus()
+            except AioschedError as exc:
+                bad(exc, "--metrics-port")
         try:
             cfg = LoadtestConfig(
                 backend=backend,
@@ -143,7 +165,8 @@ def register(app: typer.Typer) -> None:
             raise fail(exc) from None
         check_lanes(resolve_backend(cfg.backend), lanes)
         try:
-            report, _, series = _run(cfg, console, live and console.is_terminal)
+            metrics = None if metrics_port is None else (metrics_port, metrics_addr)
+            report, _, series = _run(cfg, console, live and console.is_terminal, metrics)
         except (AioschedError, OSError) as exc:
             raise fail(exc) from None
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -169,9 +192,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _run(
-    cfg: LoadtestConfig, console: Console, live: bool
+    cfg: LoadtestConfig, console: Console, live: bool, metrics: tuple[int, str] | None = None
 ) -> tuple[dict[str, Any], SchedulerSnapshot, TimeSeries | None]:
-    """Run the load test; the report, the last snapshot and the run's per-second series."""
+    """Run the load test; the report, the last snapshot and the run's per-second series.
+
+    ``metrics`` is ``(port, address)`` for a Prometheus exporter during the measured run.
+    """
     from .. import simtime
     from .._runtime import run
     from ..loadgen.harness import resolve_backend, run_loadtest
@@ -183,6 +209,7 @@ def _run(
 
     def on_start(sched: Scheduler, schedule: Any) -> None:
         offered[0] = schedule.offered_rps
+        start_metrics(sched)
         console.print(
             f"aiosched loadtest: {backend} backend, {cfg.lanes} lanes, policy {cfg.policy}, "
             f"predictor {cfg.predictor}, {schedule.offered_rps:.1f} requests/s offered for "
@@ -209,39 +236,55 @@ def _run(
             highlight=False,
         )
 
+    exporters: list[PrometheusExporter] = []
+
+    def start_metrics(sched: Scheduler) -> None:
+        if metrics is None:
+            return
+        from ..telemetry.prometheus import PrometheusExporter
+
+        exporter = PrometheusExporter(sched, interval=0.5)
+        exporters.append(exporter)
+        exporter.start()
+        port = exporter.serve(*metrics)
+        console.print(f"metrics on http://{metrics[1]}:{port}/metrics", highlight=False)
+
+    def instrument(infer: Target) -> Target:
+        return exporters[-1].instrument(infer) if exporters else infer
+
+    async def main(
+        on_progress: Callable[[Progress, SchedulerSnapshot], None], interval: float
+    ) -> tuple[dict[str, Any], SchedulerSnapshot]:
+        try:
+            return await run_loadtest(
+                cfg,
+                on_start=on_start,
+                on_progress=on_progress,
+                progress_interval=interval,
+                handle_sigint=True,
+                on_step=on_step,
+                on_peak=on_peak,
+                on_result=results.append,
+                instrument=instrument,
+            )
+        finally:
+            for exporter in exporters:
+                await exporter.stop()
+
     if live and not simulated:
         with Live(console=console, refresh_per_second=8, transient=True) as view:
 
             def draw(p: Progress, snap: SchedulerSnapshot) -> None:
                 view.update(live_view(p, snap, offered[0]))
 
-            coro = run_loadtest(
-                cfg,
-                on_start=on_start,
-                on_progress=draw,
-                progress_interval=0.2,
-                handle_sigint=True,
-                on_step=on_step,
-                on_peak=on_peak,
-                on_result=results.append,
-            )
-            report, snap = run(coro)
+            report, snap = run(main(draw, 0.2))
             return report, snap, results[-1].series if results else None
 
     def line(p: Progress, snap: SchedulerSnapshot) -> None:
         console.print(plain_line(p, snap, offered[0]), highlight=False, soft_wrap=True)
 
     interval = cfg.duration / 10 if simulated else max(1.0, min(5.0, cfg.duration / 10))
-    coro = run_loadtest(
-        cfg,
-        on_start=on_start,
-        on_progress=line,
-        progress_interval=interval,
-        handle_sigint=True,
-        on_step=on_step,
-        on_peak=on_peak,
-        on_result=results.append,
-    )
+    coro = main(line, interval)
     report, snap = simtime.run(coro) if simulated else run(coro)
     return report, snap, results[-1].series if results else None
 

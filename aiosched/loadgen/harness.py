@@ -32,7 +32,7 @@ from ..errors import InvalidConfig
 from ..scheduler import DEFAULT_PREDICTOR, Scheduler
 from ..telemetry.snapshot import SchedulerSnapshot
 from ..timeline import Execution
-from .driver import OpenLoopDriver, Progress
+from .driver import OpenLoopDriver, Progress, Target
 from .peak import (
     DEFAULT_GROWTH,
     DEFAULT_MAX_STEPS,
@@ -392,6 +392,7 @@ class LoadtestSession:
         progress_interval: float = 0.25,
         handle_sigint: bool = False,
         on_result: Callable[[LoadResult], None] | None = None,
+        instrument: Callable[[Target], Target] | None = None,
     ) -> dict[str, Any]:
         """Drive ``schedule`` to the end (every request resolved) and return its report.
 
@@ -400,6 +401,8 @@ class LoadtestSession:
         models resolved, each with its share and deadline). ``on_result`` gets
         the driver's :class:`~aiosched.loadgen.result.LoadResult` (with its
         per-second :class:`~aiosched.loadgen.timeseries.TimeSeries`).
+        ``instrument`` wraps the scheduler's ``infer`` (after ``on_start``), for
+        an exporter that times the calls.
         """
         sched = self.scheduler
         gc.collect()  # the previous run's garbage is not this run's to collect
@@ -410,16 +413,16 @@ class LoadtestSession:
             if on_progress is not None:
                 on_progress(p, sched.snapshot())
 
+        if on_start is not None:
+            on_start(sched, schedule)
         driver = OpenLoopDriver(
-            sched.infer,
+            sched.infer if instrument is None else instrument(sched.infer),
             schedule,
             make_input=self._inputs.__getitem__,
             clock=sched.clock,
             on_progress=progress if on_progress is not None else None,
             progress_interval=progress_interval,
         )
-        if on_start is not None:
-            on_start(sched, schedule)
         if handle_sigint:
             with _sigint_stops(driver, asyncio.current_task()):
                 result = await driver.run()
@@ -520,6 +523,7 @@ async def run_loadtest(
     progress_interval: float = 0.25,
     handle_sigint: bool = False,
     on_result: Callable[[LoadResult], None] | None = None,
+    instrument: Callable[[Target], Target] | None = None,
 ) -> tuple[dict[str, Any], SchedulerSnapshot]:
     """Run one load test; returns the report and the final snapshot (after closing).
 
@@ -567,5 +571,6 @@ async def run_loadtest(
             progress_interval=progress_interval,
             handle_sigint=handle_sigint,
             on_result=on_result,
+            instrument=instrument,
         )
     return report, session.scheduler.snapshot()
