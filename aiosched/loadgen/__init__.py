@@ -25,7 +25,6 @@ from aiosched.loadgen.arrivals import (
 from aiosched.loadgen.driver import (
     REJECTIONS,
     OpenLoopDriver,
-    Progress,
     SenderKind,
     Target,
     run_open_loop,
@@ -40,6 +39,7 @@ from aiosched.loadgen.peak import (
     search_peak,
     step_from_report,
 )
+from aiosched.loadgen.progress import Progress
 from aiosched.loadgen.report import (
     REPORT_KEYS,
     BatchStats,
