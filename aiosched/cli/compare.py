@@ -39,7 +39,8 @@ from ..errors import AioschedError, InvalidConfig
 from ..loadgen import write_report
 from ..loadgen.arrivals import parse_arrival
 from ..loadgen.harness import PEAK_SEARCH, LoadtestConfig, LoadtestSession, resolve_backend
-from ..loadgen.peak import PeakResult, PeakStep, render_steps
+from ..loadgen.peak import PeakResult, PeakStep
+from ._render import render_steps
 
 __all__ = ["CompareSpec", "Contender", "RateSpec", "parse_rates", "register", "run_compare"]
 

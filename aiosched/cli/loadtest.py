@@ -24,11 +24,12 @@ from rich.console import Console
 from rich.live import Live
 
 from ..errors import AioschedError
-from ..loadgen import LoadResult, Progress, TimeSeries, render_summary, write_report
-from ..loadgen.peak import PeakResult, PeakStep, render_steps
+from ..loadgen import LoadResult, Progress, TimeSeries, write_report
+from ..loadgen.peak import PeakResult, PeakStep
 from ..telemetry.snapshot import SchedulerSnapshot
 from ._live import live_view, plain_line
 from ._parse import bad, check_lanes, check_requests, check_writable, fail, finite
+from ._render import render_steps, render_summary
 
 if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when a run starts
     from ..loadgen.driver import Target

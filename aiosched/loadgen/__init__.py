@@ -6,7 +6,7 @@ Typical use::
     schedule = workload.schedule("poisson", rate=200.0, duration=30.0, seed=1)
     result = await run_open_loop(sched.infer, schedule, make_input=inputs.__getitem__)
     report = build_report(result, config={"policy": "edf"})
-    rich.print(render_summary(report))
+    write_report(report, "out.json")
 
 The peak rate that meets an SLO: :func:`search_peak` (:mod:`aiosched.loadgen.peak`);
 a warmed-up scheduler that runs schedule after schedule:
@@ -35,7 +35,6 @@ from aiosched.loadgen.peak import (
     PeakResult,
     PeakStep,
     meets_slo,
-    render_steps,
     search_peak,
     step_from_report,
 )
@@ -45,7 +44,6 @@ from aiosched.loadgen.report import (
     BatchStats,
     PredictorStats,
     build_report,
-    render_summary,
     write_report,
 )
 from aiosched.loadgen.result import LoadResult, ModelResult, RequestCounts
@@ -100,8 +98,6 @@ __all__ = [
     "parse_deadlines",
     "parse_models",
     "parse_trace",
-    "render_steps",
-    "render_summary",
     "run_open_loop",
     "search_peak",
     "step_from_report",

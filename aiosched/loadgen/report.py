@@ -1,4 +1,4 @@
-"""The JSON report of a run, and its summary table.
+"""The JSON report of a run (the command line renders it: :mod:`aiosched.cli._render`).
 
 :func:`build_report` turns a :class:`~aiosched.loadgen.result.LoadResult`
 into a JSON-able dict with exactly the keys :data:`REPORT_KEYS`::
@@ -34,8 +34,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from rich import box
-from rich.table import Table
 
 from aiosched._version import __version__
 from aiosched.loadgen.histogram import Histogram
@@ -52,7 +50,6 @@ __all__ = [
     "BatchStats",
     "PredictorStats",
     "build_report",
-    "render_summary",
     "write_report",
 ]
 
@@ -222,82 +219,3 @@ def write_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Non
     with open(path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2, allow_nan=False)
         f.write("\n")
-
-
-def _fmt(x: Any, spec: str = ".1f") -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def render_summary(report: Mapping[str, Any], *, title: str = "aiosched loadtest") -> Table:
-    """A rich table of a report: one row per model and a total row, rates in the caption."""
-    table = Table(
-        title=f"{title} (latency in ms from the intended send time)",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    table.add_column("model", no_wrap=True)
-    for name in (
-        "sent",
-        "met",
-        "missed",
-        "rej",
-        "fail",
-        "canc",
-        "good/s",
-        "mean",
-        "p50",
-        "p95",
-        "p99",
-        "max",
-    ):
-        table.add_column(name, justify="right")
-
-    def row(name: str, s: Mapping[str, Any], style: str | None = None) -> None:
-        r, lat = s["requests"], s["latency_ms"]
-        table.add_row(
-            name,
-            str(r["sent"]),
-            str(r["met_deadline"]),
-            str(r["missed_deadline"]),
-            str(r["rejected"]),
-            str(r["failed"]),
-            str(r["cancelled"]),
-            _fmt(s["goodput_rps"]),
-            _fmt(lat["mean"], ".1f"),
-            _fmt(lat["p50"], ".1f"),
-            _fmt(lat["p95"], ".1f"),
-            _fmt(lat["p99"], ".1f"),
-            _fmt(lat["max"], ".1f"),
-            style=style,
-        )
-
-    per_model: Mapping[str, Any] = report["per_model"]
-    for name, section in per_model.items():
-        row(name, section)
-    if len(per_model) != 1:
-        row("total", report, style="bold")
-    r = report["requests"]
-    resolved = r["completed"] + r["rejected"] + r["failed"]
-    miss = 100.0 * (resolved - r["met_deadline"]) / resolved if resolved else None
-    lag = report["send_lag_ms"]
-    lines = [
-        f"{_fmt(report['duration_s'])} s: offered {_fmt(report['offered_rps'])}/s, "
-        f"achieved {_fmt(report['achieved_rps'])}/s, goodput {_fmt(report['goodput_rps'])}/s, "
-        f"deadline miss {_fmt(miss)} %",
-        f"send lag p50 {_fmt(lag['p50'], '.3f')} ms, p99 {_fmt(lag['p99'], '.3f')} ms, "
-        f"max {_fmt(lag['max'], '.3f')} ms",
-    ]
-    b, p = report["batches"], report["predictor"]
-    if b.get("count") is not None:
-        lines.append(
-            f"batches {b['count']}, mean size {_fmt(b['mean_size'], '.2f')}, "
-            f"max concurrency {_fmt(b['max_concurrency'], 'd')}"
-        )
-    if p.get("name") is not None:
-        mape, p95 = _fmt(p["mape"], ".3f"), _fmt(p["p95_ape"], ".3f")
-        lines.append(f"predictor {p['name']}: MAPE {mape}, p95 APE {p95}")
-    if report["config"].get("stopped_early"):
-        lines.append("stopped early")
-    table.caption = "\n".join(lines)
-    return table
