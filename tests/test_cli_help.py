@@ -52,7 +52,18 @@ def _probe(args: list[str], *, stub: bool) -> tuple[int | None, bool, str]:
     return (None if exit_code == "None" else int(exit_code)), torch == "True", out.stdout
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["loadtest", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["--version"],
+        ["loadtest", "--help"],
+        ["compare", "--help"],
+        ["profile", "--help"],
+        ["experiment", "--help"],
+        ["experiment", "predictors", "--help"],
+    ],
+)
 def test_the_command_line_itself_imports_no_torch_for_help(args: list[str]) -> None:
     code, torch, out = _probe(args, stub=True)
     assert code in (0, None), out
