@@ -1,5 +1,9 @@
 """Every error aiosched raises derives from :class:`AioschedError`.
 
+The errors a backend reports in a batch's completion live with the backends and
+derive from it too: :class:`~aiosched.backends.base.LaneFailure` and
+:class:`~aiosched.backends.cuda.DeviceOutOfMemory`.
+
 Errors are raised at the boundary where the problem is known: a bad input at
 ``infer()`` before anything is enqueued, an unmeetable deadline at admission or
 as soon as it becomes unmeetable while queued. One request's error never fails

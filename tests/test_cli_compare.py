@@ -94,6 +94,25 @@ def test_absolute_rates_need_no_peak(tmp_path: Path) -> None:
     assert [run["rate_rps"] for run in doc["runs"]] == [150.0, 150.0]
 
 
+def test_repeat_runs_rounds_of_their_own_arrivals_in_rotating_order(tmp_path: Path) -> None:
+    doc, output = _invoke(tmp_path, "--policies", "edf,fifo", "--rates", "150/s", "--repeat", "3")
+    runs = doc["runs"]
+    assert [(r["round"], r["policy"]) for r in runs] == [
+        (0, "edf"),
+        (0, "fifo"),
+        (1, "fifo"),
+        (1, "edf"),
+        (2, "edf"),
+        (2, "fifo"),
+    ]
+    sent = [r["report"]["requests"]["sent"] for r in runs]
+    assert sent[0] == sent[1] and sent[2] == sent[3]  # one schedule within a round
+    seeds = {r["round"]: r["report"]["requests"]["sent"] for r in runs}
+    assert len(set(seeds.values())) > 1  # a round has arrivals of its own
+    assert doc["config"]["repeat"] == 3
+    assert "best" in output and "/3" in output
+
+
 def test_parse_rates() -> None:
     specs = parse_rates("0.3, 1.5,300/s")
     assert [(s.value, s.absolute) for s in specs] == [(0.3, False), (1.5, False), (300.0, True)]
@@ -120,6 +139,7 @@ def test_parse_rates() -> None:
         (["--models", "nope"], "unknown model"),
         (["--arrival", "zipf"], "zipf"),
         (["--json", "/nonexistent-dir/x.json"], "--json"),
+        (["--repeat", "0"], "--repeat"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args: list[str], message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import typer
@@ -22,7 +23,7 @@ from aiosched.experiments.predictors import (
     roster,
 )
 from aiosched.experiments.replay import replay
-from aiosched.experiments.workload import Phase, poisson_arrivals
+from aiosched.experiments.workload import Phase, poisson_schedule
 from aiosched.predict import OverlapPredictor, Predictor
 from aiosched.timeline import Execution, Running
 from tests.predict_helpers import profile, trace
@@ -47,16 +48,21 @@ runner = CliRunner()
 # -- library -----------------------------------------------------------------------
 
 
-def test_poisson_arrivals_are_reproducible_and_follow_the_phases() -> None:
+def test_poisson_schedules_are_reproducible_and_follow_the_phases() -> None:
     phases = [Phase(10.0, {"a": 50.0, "b": 50.0}), Phase(10.0, {"a": 10.0})]
-    first = poisson_arrivals(phases, {"a": 0.1, "b": 0.2}, seed=3)
-    assert first == poisson_arrivals(phases, {"a": 0.1, "b": 0.2}, seed=3)
-    assert first != poisson_arrivals(phases, {"a": 0.1, "b": 0.2}, seed=4)
-    early = [a for a in first if a.at < 10.0]
-    late = [a for a in first if a.at >= 10.0]
-    assert 800 < len(early) < 1200 and 60 < len(late) < 140
-    assert all(a.model == "a" and a.deadline == 0.1 for a in late)
-    assert [a.at for a in first] == sorted(a.at for a in first)
+    first = poisson_schedule(phases, {"a": 0.1, "b": 0.2}, seed=3)
+    again = poisson_schedule(phases, {"a": 0.1, "b": 0.2}, seed=3)
+    other = poisson_schedule(phases, {"a": 0.1, "b": 0.2}, seed=4)
+    assert np.array_equal(first.offsets, again.offsets)
+    assert np.array_equal(first.model_index, again.model_index)
+    assert not np.array_equal(first.offsets[:10], other.offsets[:10])
+    assert first.models == ("a", "b") and first.duration_s == 20.0
+    early = first.offsets < 10.0
+    assert 800 < early.sum() < 1200 and 60 < (~early).sum() < 140
+    assert (first.model_index[~early] == 0).all() and (first.deadlines_s[~early] == 0.1).all()
+    b = first.model_index == 1
+    assert (first.deadlines_s[b] == 0.2).all()
+    assert (np.diff(first.offsets) >= 0).all()
 
 
 def test_recovery_counts_executions_until_the_window_mean_is_under_threshold() -> None:

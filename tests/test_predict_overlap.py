@@ -82,12 +82,13 @@ def test_projection_is_exact_for_a_known_noise_free_device() -> None:
             for name in ("a", "b"):
                 sched.register(name, max_batch_size=8)
             await sched.ready()
-            from aiosched.experiments.workload import Phase, drive, poisson_arrivals
+            from aiosched.experiments.workload import Phase, poisson_schedule
+            from aiosched.loadgen import run_open_loop
 
-            arrivals = poisson_arrivals(
+            schedule = poisson_schedule(
                 [Phase(config.duration, {"a": 75.0, "b": 75.0})], {"a": 0.2, "b": 0.2}, seed=1
             )
-            await drive(sched, arrivals, {"a": 0.0, "b": 0.0})
+            await run_open_loop(sched.infer, schedule, make_input=lambda _: 0.0)
             return list(sched.timeline.history)
 
     executions = simtime.run(main())

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock, PerfClock
+from ..errors import AioschedError, InvalidConfig
 from ..spec import ModelSpec
 
 __all__ = ["MAX_LANES", "Backend", "Completion", "DoneCallback", "LaneFailure"]
@@ -26,8 +27,13 @@ __all__ = ["MAX_LANES", "Backend", "Completion", "DoneCallback", "LaneFailure"]
 MAX_LANES = 64
 
 
-class LaneFailure(Exception):
-    """A lane broke (not the model): the batch did not run and the lane is unusable."""
+class LaneFailure(AioschedError):
+    """A lane broke (not the model): the batch did not run and the lane is unusable.
+
+    A backend puts it in the :class:`Completion`; the scheduler takes the lane out of
+    service and puts the batch's requests back in their queue (callers see
+    :class:`~aiosched.LaneFailed` only once every lane has failed).
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +70,6 @@ class Backend(abc.ABC):
 
     def __init__(self, lanes: int) -> None:
         if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
-            from ..errors import InvalidConfig
-
             raise InvalidConfig(
                 f"lanes must be an int from 1 to {MAX_LANES} (batches run at once on one "
                 f"device), got {lanes!r}"

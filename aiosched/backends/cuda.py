@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import torch
 
 from ..clock import Clock
-from ..errors import InvalidConfig
+from ..errors import AioschedError, InvalidConfig
 from ..spec import ModelSpec
 from ..telemetry.nvml import NvmlSampler
 from ._graphs import GraphCache, GraphKey, capture_cuda_graph, graph_key
@@ -44,7 +44,7 @@ __all__ = ["CudaBackend", "DeviceOutOfMemory", "guard_oom"]
 T = TypeVar("T")
 
 
-class DeviceOutOfMemory(Exception):
+class DeviceOutOfMemory(AioschedError):
     """The device ran out of memory running a batch; its cached memory was released.
 
     A smaller batch may fit: the scheduler reruns a failed batch's requests

@@ -12,6 +12,15 @@ and every contender runs it, one after the other (interleaved: on a real
 device a slow drift of the machine hits every contender alike). On the sim
 backend everything runs in virtual time and is deterministic.
 
+``--repeat N`` runs every rate N rounds, each with its own arrivals (seeds
+``seed``..``seed+N-1``), every contender once per round in a rotating order:
+on a machine whose speed drifts by tens of percent from minute to minute, one
+run per contender compares the machine's moments as much as the contenders.
+The table then shows goodput and attainment summed over the rounds, the median
+round's p50 and p99, and how many rounds the contender's goodput was within
+``TIE`` of the best of that round (``best``); each run in the JSON then also
+carries its ``round``.
+
 ``--json`` writes ``{"runs": [{"policy", "predictor", "rate_rps", "report"}],
 "peak_rps": {contender: rps}, "peak_steps": {contender: [step, ...]}, "config":
 {...}}``; ``report`` is the ``aiosched loadtest`` report of that run. Bad options
@@ -119,6 +128,7 @@ class CompareSpec:
     """Contenders whose peak is searched; the first is the base of the fractions."""
     step_duration: float | None = None
     peak_steps: int | None = None
+    repeat: int = 1
 
     @classmethod
     def build(
@@ -131,6 +141,7 @@ class CompareSpec:
         *,
         step_duration: float | None = None,
         peak_steps: int | None = None,
+        repeat: int = 1,
     ) -> CompareSpec:
         from ..loadgen.harness import LoadtestSession
         from ..policy import make_policy
@@ -165,8 +176,10 @@ class CompareSpec:
             raise InvalidConfig(f"--step-duration must be > 0 seconds, got {step_duration}")
         if peak_steps is not None and peak_steps < 1:
             raise InvalidConfig(f"--peak-steps must be >= 1, got {peak_steps}")
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= 100:
+            raise InvalidConfig(f"--repeat must be an int in 1..100, got {repeat!r}")
         LoadtestSession(base)  # unknown models, bad deadlines: raises before anything runs
-        return cls(base, contenders, specs, chosen, step_duration, peak_steps)
+        return cls(base, contenders, specs, chosen, step_duration, peak_steps, repeat)
 
     def config_for(self, c: Contender) -> LoadtestConfig:
         return replace(self.base, policy=c.policy, predictor=c.predictor)
@@ -197,6 +210,7 @@ def _config_section(spec: CompareSpec, backend: str, session: LoadtestSession) -
         if spec.step_duration is not None
         else PEAK_SEARCH.step_s(backend),
         "peak_max_steps": spec.peak_steps or PEAK_SEARCH.max_steps,
+        "repeat": spec.repeat,
     }
 
 
@@ -255,29 +269,35 @@ async def run_compare(
                     "give absolute rates such as 100/s"
                 )
             rate = r.rps(base_peak)
-            schedule = first_session.schedule(rate)  # one schedule: identical arrivals for all
             done: list[tuple[Contender, Mapping[str, Any]]] = []
-            # Rotate who goes first from rate to rate: on a real machine the first run after
-            # the others' did measurably worse (same policy, same arrivals), so a fixed order
-            # would hand one contender that handicap at every rate.
-            order = spec.contenders[k % n :] + spec.contenders[: k % n]
-            for c in order:
-                extra: dict[str, Any] = {"rate_mode": "compare", "rate_spec": r.text}
-                if base_peak is not None:
-                    extra["peak_rps"] = round(base_peak, 3)
-                report = await sessions[c].run(schedule, config=extra)
-                runs.append(
-                    {
+            for round_ in range(spec.repeat):
+                # One schedule per round: identical arrivals for all within it.
+                schedule = first_session.schedule(rate, seed=spec.base.seed + round_)
+                # Rotate who goes first from rate to rate and round to round: on a real
+                # machine the first run after the others' did measurably worse (same policy,
+                # same arrivals), so a fixed order would hand one contender that handicap.
+                turn = (k * spec.repeat + round_) % n
+                order = spec.contenders[turn:] + spec.contenders[:turn]
+                for c in order:
+                    extra: dict[str, Any] = {"rate_mode": "compare", "rate_spec": r.text}
+                    if base_peak is not None:
+                        extra["peak_rps"] = round(base_peak, 3)
+                    if spec.repeat > 1:
+                        extra["round"] = round_
+                    report = await sessions[c].run(schedule, config=extra)
+                    run: dict[str, Any] = {
                         "policy": c.policy,
                         "predictor": c.predictor,
                         "rate_rps": round(rate, 3),
                         "report": report,
                     }
-                )
-                done.append((c, report))
-                if on_run is not None:
-                    on_run(c, rate, report)
-            done.sort(key=lambda item: spec.contenders.index(item[0]))
+                    if spec.repeat > 1:
+                        run["round"] = round_
+                    runs.append(run)
+                    done.append((c, report))
+                    if on_run is not None:
+                        on_run(c, rate, report)
+            done.sort(key=lambda item: spec.contenders.index(item[0]))  # stable: rounds in order
             if on_rate is not None:
                 on_rate(rate, r, done)
         config = _config_section(spec, backend, first_session)
@@ -314,22 +334,57 @@ def rate_table(
         collapse_padding=True,
     )
     table.add_column("contender", no_wrap=True)
-    for name in ("goodput/s", "attain %", "p50", "p99", "rejected", "late", "mean batch"):
-        table.add_column(name, justify="right")
+    rounds: dict[Contender, list[Mapping[str, Any]]] = {}
     for c, report in rows:
-        req, lat = report["requests"], report["latency_ms"]
-        attain = 100.0 * req["met_deadline"] / req["sent"] if req["sent"] else None
-        table.add_row(
+        rounds.setdefault(c, []).append(report)
+    repeated = any(len(v) > 1 for v in rounds.values())
+    names = ["goodput/s", "attain %", "p50", "p99", "rejected", "late", "mean batch"]
+    for name in [*names, "best"] if repeated else names:
+        table.add_column(name, justify="right")
+    best = _best_rounds(rounds) if repeated else {}
+    for c, reports in rounds.items():
+        sent = sum(rep["requests"]["sent"] for rep in reports)
+        met = sum(rep["requests"]["met_deadline"] for rep in reports)
+        cells = [
             c.label,
-            _fmt(report["goodput_rps"]),
-            _fmt(attain, ".2f"),
-            _fmt(lat["p50"]),
-            _fmt(lat["p99"]),
-            str(req["rejected"]),
-            str(req["missed_deadline"]),
-            _fmt(report["batches"]["mean_size"], ".2f"),
-        )
+            _fmt(_mean([rep["goodput_rps"] for rep in reports])),
+            _fmt(100.0 * met / sent if sent else None, ".2f"),
+            _fmt(_median([rep["latency_ms"]["p50"] for rep in reports])),
+            _fmt(_median([rep["latency_ms"]["p99"] for rep in reports])),
+            str(sum(rep["requests"]["rejected"] for rep in reports)),
+            str(sum(rep["requests"]["missed_deadline"] for rep in reports)),
+            _fmt(_mean([rep["batches"]["mean_size"] for rep in reports]), ".2f"),
+        ]
+        if repeated:
+            cells.append(f"{best.get(c, 0)}/{len(reports)}")
+        table.add_row(*cells)
     return table
+
+
+TIE = 0.02
+"""Goodputs within 2 % of a round's best count as best: closer than that is noise."""
+
+
+def _best_rounds(rounds: Mapping[Contender, Sequence[Mapping[str, Any]]]) -> dict[Contender, int]:
+    """How many rounds each contender's goodput was within ``TIE`` of the round's best."""
+    wins: dict[Contender, int] = {}
+    for i in range(max(len(v) for v in rounds.values())):
+        goodput = {c: v[i]["goodput_rps"] for c, v in rounds.items() if i < len(v)}
+        top = max(g for g in goodput.values() if g is not None)
+        for c, g in goodput.items():
+            if g is not None and g >= (1.0 - TIE) * top:
+                wins[c] = wins.get(c, 0) + 1
+    return wins
+
+
+def _mean(xs: Sequence[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _median(xs: Sequence[float | None]) -> float | None:
+    vals = sorted(x for x in xs if x is not None)
+    return vals[len(vals) // 2] if vals else None
 
 
 def peaks_table(doc: Mapping[str, Any]) -> Table:
@@ -404,6 +459,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="peak search: seconds per step (default 5 real, 10 on sim)"),
         ] = None,
         peak_steps: Annotated[int | None, typer.Option(help="peak search: most steps (8)")] = None,
+        repeat: Annotated[
+            int, typer.Option(help="rounds per rate, each with its own arrivals (noisy machines)")
+        ] = 1,
         json_path: Annotated[
             Path | None, typer.Option("--json", help="write every run's report here")
         ] = None,
@@ -442,6 +500,7 @@ def register(app: typer.Typer) -> None:
                 peak_of,
                 step_duration=step_duration,
                 peak_steps=peak_steps,
+                repeat=repeat,
             )
             if json_path is not None:
                 _check_writable(json_path)
@@ -473,6 +532,7 @@ def _run(spec: CompareSpec, backend: str, console: Console) -> dict[str, Any]:
     console.print(
         f"aiosched compare: {backend} backend, {spec.base.lanes} lanes, contenders {labels}, "
         f"rates {', '.join(r.text for r in spec.rates)}, {spec.base.duration:g} s each"
+        f"{f' x {spec.repeat} rounds' if spec.repeat > 1 else ''}"
         f"{' (virtual time)' if simulated else ''}",
         highlight=False,
         soft_wrap=True,

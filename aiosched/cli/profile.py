@@ -98,12 +98,12 @@ def measure_profile(
     """Profile ``names`` on a fresh one-lane ``backend`` (virtual time on sim)."""
     from .. import simtime
     from .._runtime import run
-    from ..experiments.setup import load_models, make_backend
+    from ..experiments.setup import experiment_backend, load_models
     from ..predict.profile import measure
 
     entries = load_models(backend, names)
     specs = [e.spec(max(sizes)) for e in entries]
-    device = make_backend(backend, 1)
+    device = experiment_backend(backend, 1)
     coro = measure(device, specs, sizes, repeats=repeats, warmup=warmup, on_run=on_run)
     if backend == "sim":
         return simtime.run(coro)

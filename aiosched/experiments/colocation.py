@@ -31,6 +31,7 @@ from typing import Any
 
 from .. import simtime
 from .._runtime import run as run_real
+from ..backends import make_backend
 from ..backends.base import Backend, Completion
 from ..clock import Clock, LoopClock, PerfClock
 from ..errors import InvalidConfig
@@ -213,17 +214,12 @@ class _OneLane:
 
 
 def _make_backend(config: ColocationConfig, lanes: int) -> tuple[Backend, Clock | None]:
+    """The backend and its clock (``None``: the loop's, for the sim backend in virtual time)."""
     if config.backend == "sim":
-        from ..backends.sim import SimBackend
-
-        return SimBackend(lanes=lanes, seed=config.seed), None
+        return make_backend("sim", lanes, seed=config.seed), None
     if config.backend == "cuda":
-        from ..backends.cuda import CudaBackend
-
-        return CudaBackend(lanes=lanes), PerfClock()
-    from ..backends.cpu import CpuBackend
-
-    return CpuBackend(lanes=lanes, threads_per_lane=config.threads_per_lane), PerfClock()
+        return make_backend("cuda", lanes), PerfClock()
+    return make_backend("cpu", lanes, threads_per_lane=config.threads_per_lane), PerfClock()
 
 
 async def _open(config: ColocationConfig, lanes: int, entry: Any) -> _Device:

@@ -18,10 +18,11 @@ from typing import Any
 
 from .. import simtime
 from ..errors import InvalidConfig
+from ..loadgen.driver import run_open_loop
 from ..predict import Predictor, make_predictor
 from ..scheduler import Scheduler
-from .setup import load_models, make_backend, register_all
-from .workload import Phase, drive, poisson_arrivals
+from .setup import experiment_backend, load_models, register_all
+from .workload import Phase, poisson_schedule
 
 __all__ = ["DeadlinesConfig", "DeadlinesResult", "compare", "parse_predictor", "run_one"]
 
@@ -76,16 +77,19 @@ class DeadlinesResult:
 async def _run(config: DeadlinesConfig, predictor: str) -> DeadlinesResult:
     entries = load_models("sim", config.models)
     even = {m: config.rate / len(config.models) for m in config.models}
-    arrivals = poisson_arrivals(
+    schedule = poisson_schedule(
         [Phase(config.duration, even)],
         dict.fromkeys(config.models, config.deadline),
         seed=config.seed,
     )
-    backend = make_backend("sim", config.lanes, seed=config.seed)
+    backend = experiment_backend("sim", config.lanes, seed=config.seed)
     async with Scheduler(backend, predictor=parse_predictor(predictor)) as sched:
         register_all(sched, entries, config.max_batch_size)
         await sched.ready()
-        await drive(sched, arrivals, {e.name: e.sample for e in entries})
+        inputs = {e.name: e.sample for e in entries}
+        await run_open_loop(
+            sched.infer, schedule, make_input=inputs.__getitem__, drain_timeout=None
+        )
         snap = sched.snapshot()
     models = snap.models.values()
     submitted = sum(m.submitted for m in models)

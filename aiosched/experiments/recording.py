@@ -12,19 +12,18 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import simtime
 from .._runtime import run as run_loop
 from ..errors import InvalidConfig
+from ..loadgen.driver import run_open_loop
 from ..predict.profile import Profile, measure
 from ..scheduler import Scheduler
 from ..timeline import Execution
-from .setup import Hog, load_models, make_backend, register_all
-from .workload import drive, poisson_arrivals
-
-if TYPE_CHECKING:
-    from .predictors import PredictorsConfig
+from .config import PredictorsConfig
+from .setup import Hog, experiment_backend, load_models, register_all
+from .workload import poisson_schedule
 
 __all__ = ["record", "solo_profile", "trace_stats"]
 
@@ -49,8 +48,8 @@ async def _record(config: PredictorsConfig, drift: bool) -> tuple[list[Execution
         from ..backends.sim import Drift
 
         steps = [Drift(at=_SIM_LEAD_S + phases[0].duration, speed=config.drift_speed)]
-    backend = make_backend(config.backend, config.lanes, seed=config.seed, drift=steps)
-    arrivals = poisson_arrivals(
+    backend = experiment_backend(config.backend, config.lanes, seed=config.seed, drift=steps)
+    schedule = poisson_schedule(
         phases, dict.fromkeys(config.models, config.deadline), seed=config.seed
     )
     hog = Hog(config.backend) if drift and config.backend != "sim" else None
@@ -64,8 +63,12 @@ async def _record(config: PredictorsConfig, drift: bool) -> tuple[list[Execution
             await asyncio.sleep(start + _SIM_LEAD_S - sched.now())
         drift_at = sched.now() + phases[0].duration
         inputs = {e.name: e.sample for e in entries}
+        # Every request is waited for: the trace is complete when the schedule is.
+        send = run_open_loop(
+            sched.infer, schedule, make_input=inputs.__getitem__, drain_timeout=None
+        )
         if hog is None:
-            await drive(sched, arrivals, inputs)
+            await send
         else:
 
             async def start_hog() -> None:
@@ -73,7 +76,7 @@ async def _record(config: PredictorsConfig, drift: bool) -> tuple[list[Execution
                 hog.start()
 
             try:
-                await asyncio.gather(drive(sched, arrivals, inputs), start_hog())
+                await asyncio.gather(send, start_hog())
             finally:
                 hog.stop()
         trace = list(sched.timeline.history)
@@ -96,7 +99,7 @@ async def _measure_profile(config: PredictorsConfig) -> Profile:
         else sorted({1 << i for i in range(config.max_batch_size.bit_length())})
     )
     sizes = [b for b in sizes if b <= config.max_batch_size]
-    backend = make_backend(config.backend, 1, seed=config.seed)
+    backend = experiment_backend(config.backend, 1, seed=config.seed)
     specs = [e.spec(config.max_batch_size) for e in entries]
     repeats, warmup = (5, 1) if config.backend == "sim" else (3, 1)
     return await measure(backend, specs, sizes, repeats=repeats, warmup=warmup)

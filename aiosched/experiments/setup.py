@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from ..backends import BACKENDS as ALL_BACKENDS
+from ..backends import make_backend
 from ..backends.base import Backend
 from ..errors import InvalidConfig
 from ..scheduler import Scheduler
@@ -31,11 +33,13 @@ __all__ = [
     "check_models",
     "ModelEntry",
     "load_models",
-    "make_backend",
+    "experiment_backend",
     "register_all",
 ]
 
-BACKENDS = ("sim", "cpu", "cuda")
+#: The backends an experiment runs on: every one that can be named, but ``auto`` (an
+#: experiment says which device its figures come from).
+BACKENDS = tuple(b for b in ALL_BACKENDS if b != "auto")
 SIM_MODELS = ("resnet50", "yolov8n", "roberta_base", "vit_b16", "vgg19", "convnext_b")
 CPU_MODELS = ("mobilenet_v3_small", "squeezenet1_1", "resnet18")
 CUDA_MODELS = ("resnet50", "mobilenet_v3_large", "efficientnet_b0", "resnet18")
@@ -96,24 +100,25 @@ def load_models(backend: str, names: Sequence[str]) -> list[ModelEntry]:
     return out
 
 
-def make_backend(name: str, lanes: int, *, seed: int = 0, drift: Sequence[Any] = ()) -> Backend:
-    """A fresh backend; ``drift`` (sim only): :class:`~aiosched.backends.sim.Drift` steps."""
+def experiment_backend(
+    name: str, lanes: int, *, seed: int = 0, drift: Sequence[Any] = ()
+) -> Backend:
+    """A fresh backend with the experiments' settings, from :func:`aiosched.backends.make_backend`.
+
+    ``seed`` and ``drift`` (:class:`~aiosched.backends.sim.Drift` steps) go to
+    the sim backend; the cpu backend gets one intra-op thread per lane; cuda is
+    refused up front where torch sees no GPU.
+    """
     check_backend(name)
     if lanes < 1:
         raise InvalidConfig("lanes must be >= 1")
     if name == "sim":
-        from ..backends.sim import SimBackend
-
-        return SimBackend(lanes=lanes, seed=seed, drift=drift)
+        return make_backend("sim", lanes, seed=seed, drift=drift)
     if name == "cuda":
         if not torch.cuda.is_available():
             raise InvalidConfig("the cuda backend needs a CUDA GPU, and torch sees none here")
-        from ..backends.cuda import CudaBackend
-
-        return CudaBackend(lanes=lanes)
-    from ..backends.cpu import CpuBackend
-
-    return CpuBackend(lanes=lanes, threads_per_lane=1)
+        return make_backend("cuda", lanes)
+    return make_backend("cpu", lanes, threads_per_lane=1)
 
 
 def register_all(

@@ -1,34 +1,31 @@
-"""Open-loop Poisson workloads driven straight into a :class:`~aiosched.Scheduler`.
+"""The experiments' workloads: Poisson arrivals in phases, as a load-generator schedule.
 
-Arrivals are generated up front from a seed (as MLPerf LoadGen does), so two
-runs, with two predictors, see the very same requests. Each arrival becomes
-an asyncio task created at its time, whatever happened to the earlier ones:
-a slow system cannot slow the senders down. A workload is a list of phases,
-each a duration and a per-model rate, so the model mix can change part-way.
+A workload is a list of phases, each a duration and a per-model rate, so the
+model mix can change part-way (the drift scenario). :func:`poisson_schedule`
+draws it up front from a seed into a :class:`~aiosched.loadgen.Schedule`, which
+:func:`~aiosched.loadgen.run_open_loop` sends open-loop, as it does for
+``aiosched loadtest``: each arrival its own task at its own time, whatever
+happened to the earlier ones.
+
+The draws are Python's ``random`` (exponential gaps over the phase's total
+rate, then a model by its share), not the load generator's NumPy processes:
+the figures the README quotes come from these very arrivals, and a phase whose
+mix changes is not something :class:`~aiosched.loadgen.Workload` describes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
 
-from ..errors import AioschedError, InvalidConfig
-from ..scheduler import Scheduler
+import numpy as np
 
-__all__ = ["Arrival", "Phase", "drive", "poisson_arrivals"]
+from ..errors import InvalidConfig
+from ..loadgen.workload import Schedule
 
-
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    """One request: ``at`` seconds after the start, for ``model``, with a budget of ``deadline``."""
-
-    at: float
-    model: str
-    deadline: float
+__all__ = ["Phase", "poisson_schedule"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,49 +36,42 @@ class Phase:
     rates: Mapping[str, float]
 
 
-def poisson_arrivals(
+def poisson_schedule(
     phases: Sequence[Phase], deadlines: Mapping[str, float], seed: int = 0
-) -> list[Arrival]:
-    """Merged Poisson arrivals over ``phases`` (one after another), in time order."""
+) -> Schedule:
+    """Merged Poisson arrivals over ``phases`` (one after another), in time order.
+
+    ``deadlines`` gives every model's budget in seconds; its keys, in order, are
+    the schedule's models.
+    """
     rng = random.Random(seed)
-    out: list[Arrival] = []
+    models = tuple(deadlines)
+    position = {m: i for i, m in enumerate(models)}
+    offsets: list[float] = []
+    index: list[int] = []
     t0 = 0.0
     for phase in phases:
         if phase.duration < 0 or any(r < 0 for r in phase.rates.values()):
             raise InvalidConfig("phase durations and rates must be >= 0")
-        models = [m for m, r in phase.rates.items() if r > 0]
-        weights = [phase.rates[m] for m in models]
+        names = [m for m, r in phase.rates.items() if r > 0]
+        weights = [phase.rates[m] for m in names]
         total = sum(weights)
         t = t0
         while total > 0:
             t += rng.expovariate(total)
             if t >= t0 + phase.duration:
                 break
-            model = rng.choices(models, weights)[0]
-            out.append(Arrival(t, model, deadlines[model]))
+            offsets.append(t)
+            index.append(position[rng.choices(names, weights)[0]])
         t0 += phase.duration
-    return out
-
-
-async def drive(sched: Scheduler, arrivals: Sequence[Arrival], inputs: Mapping[str, Any]) -> None:
-    """Send ``arrivals`` open-loop (each at its own time) and wait for every one to resolve.
-
-    Typed rejections and failures are the scheduler's to count (its snapshot
-    does); they do not stop the run.
-    """
-    start = sched.now()
-    pending: set[asyncio.Task[None]] = set()
-
-    async def call(arrival: Arrival) -> None:
-        with contextlib.suppress(AioschedError):
-            await sched.infer(arrival.model, inputs[arrival.model], deadline=arrival.deadline)
-
-    for arrival in arrivals:
-        delay = start + arrival.at - sched.now()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task = asyncio.create_task(call(arrival))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-    while pending:
-        await asyncio.gather(*list(pending))
+    budgets = np.asarray([deadlines[m] for m in models], dtype=np.float64)
+    model_index = np.asarray(index, dtype=np.intp)
+    config = {"arrival": "poisson", "phases": len(phases), "seed": seed}
+    return Schedule(
+        np.asarray(offsets, dtype=np.float64),
+        model_index,
+        budgets[model_index],
+        models,
+        t0,
+        MappingProxyType(config),
+    )

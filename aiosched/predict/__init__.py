@@ -2,7 +2,7 @@
 
 - ``solo``: per model and batch size, a high percentile of recent latencies (ignores co-location).
 - ``static``, ``ewma``, ``sgd``, ``rls``: the paper's coarse-grained linear regressions
-  (:mod:`.linear`).
+  (:mod:`.baselines`).
 - ``overlap``: fine-grained, trained on realized overlaps, online (:mod:`.overlap`).
 - ``oracle``: the sim backend's ground truth, simulated forward (:mod:`.oracle`; sim only).
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import InvalidConfig
 from .base import ErrorSummary, Predictor
-from .linear import CoarsePredictor, EwmaPredictor, RlsPredictor, SgdPredictor, StaticPredictor
+from .baselines import CoarsePredictor, EwmaPredictor, RlsPredictor, SgdPredictor, StaticPredictor
 from .oracle import OraclePredictor
 from .overlap import OverlapPredictor
 from .profile import Profile, ProfilePoint

@@ -10,6 +10,8 @@ predictions the scheduler acted on.
 from __future__ import annotations
 
 import abc
+import functools
+import inspect
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -97,9 +99,24 @@ class Predictor(abc.ABC):
     def knows(self, model: str) -> bool:
         """Whether predictions for ``model`` come from data (not a default guess)."""
 
-    @abc.abstractmethod
     def params(self) -> dict[str, Any]:
-        """Constructor arguments: ``type(p)(**p.params())`` is a fresh predictor like ``p``."""
+        """Constructor arguments: ``type(p)(**p.params())`` is a fresh predictor like ``p``.
+
+        Read from the constructor's signature: each named argument is taken from the
+        attribute of the same name, so a predictor that keeps its settings as
+        ``self.<argument>`` (as every built-in one does) need not write this. One that
+        keeps them otherwise overrides it.
+        """
+        out: dict[str, Any] = {}
+        for name in _constructor_arguments(type(self)):
+            try:
+                out[name] = getattr(self, name)
+            except AttributeError:
+                raise TypeError(
+                    f"{type(self).__name__}.params(): the constructor argument {name!r} is not "
+                    f"kept as self.{name}; keep it so, or override params()"
+                ) from None
+        return out
 
     def clone(self) -> Self:
         """A fresh, untrained predictor with the same settings."""
@@ -111,3 +128,11 @@ class Predictor(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+@functools.cache
+def _constructor_arguments(cls: type[Predictor]) -> tuple[str, ...]:
+    """The names ``cls(...)`` takes (``*args`` and ``**kwargs`` aside), cached per class."""
+    skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return tuple(p.name for p in parameters if p.name != "self" and p.kind not in skip)

@@ -78,10 +78,6 @@ class FeatureSpace:
             self.dim += BLOCK
         return index
 
-    def models(self) -> list[str]:
-        """The co-runner models that have a block, in order of appearance."""
-        return list(self._blocks)
-
     def known_block(self, model: str) -> int | None:
         """Index of ``model``'s block, or ``None`` if it never appeared (no new block)."""
         return self._blocks.get(model)

@@ -139,9 +139,6 @@ class RLS:
             self._refresh_inflation()
         self.weights[start:stop] = [0.0] * (stop - start)
 
-    def predict(self, x: Vector) -> float:
-        return float(self.theta @ x)
-
     def update(self, x: Vector, y: float) -> float:
         """One observation; returns the a-priori error ``y - theta . x``."""
         if len(x) > self.dim:
@@ -203,9 +200,6 @@ class SGD:
             theta[: self.dim] = self.theta
             self.theta = theta
             self.weights = theta.tolist()
-
-    def predict(self, x: Vector) -> float:
-        return float(self.theta @ x)
 
     def update(self, x: Vector, y: float) -> float:
         if len(x) > self.dim:

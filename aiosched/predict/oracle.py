@@ -72,9 +72,6 @@ class OraclePredictor(Predictor):
             )
         self._backend = backend
 
-    def params(self) -> dict[str, Any]:
-        return {}
-
     def knows(self, model: str) -> bool:
         backend = self._backend
         return backend is not None and model in backend.running_state().models

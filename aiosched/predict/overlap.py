@@ -85,7 +85,6 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -286,21 +285,6 @@ class OverlapPredictor(Predictor):
         # The last projection, reused while the dispatcher asks about one moment.
         self._plan_key: tuple[Sequence[Running] | None, float, str] = (None, math.nan, "")
         self._plan: _Plan = ((), (), 1.0)
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "forgetting": self.forgetting,
-            "solo_forgetting": self.solo_forgetting,
-            "delta": self.delta,
-            "background_memory": self.background_memory,
-            "device_rate": self.device_rate,
-            "quantile": self.quantile,
-            "quantile_step": self.quantile_step,
-            "max_slowdown": self.max_slowdown,
-            "default": self.default,
-            "max_corunners": self.max_corunners,
-            "device_window": self.device_window,
-        }
 
     def knows(self, model: str) -> bool:
         return model in self._targets

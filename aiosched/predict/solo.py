@@ -34,7 +34,6 @@ import math
 from bisect import insort
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
 
 from ..errors import InvalidConfig
 from ..timeline import Execution, Running
@@ -68,14 +67,6 @@ class SoloPredictor(Predictor):
         self._samples: dict[tuple[str, int], deque[float]] = {}
         self._curves: dict[str, _Curve] = {}
         self._cache: dict[tuple[str, int], float] = {}
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "window": self.window,
-            "quantile": self.quantile,
-            "solo_only": self.solo_only,
-            "default": self.default,
-        }
 
     def knows(self, model: str) -> bool:
         return model in self._curves

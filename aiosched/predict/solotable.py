@@ -83,13 +83,6 @@ class SoloTable:
     def knows(self, model: str) -> bool:
         return model in self._levels
 
-    def models(self) -> list[str]:
-        return list(self._levels)
-
-    def levels(self, model: str) -> dict[int, float]:
-        """The measured sizes of ``model`` and their levels (a copy)."""
-        return dict(self._levels.get(model, {}))
-
     def get(self, model: str, b: int) -> float:
         """Predicted solo seconds of a batch of ``b`` (cached until the model's next update)."""
         cache = self._cache.get(model)

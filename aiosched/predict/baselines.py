@@ -29,7 +29,6 @@ import abc
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -68,9 +67,6 @@ class CoarsePredictor(Predictor):
         self._provisional: set[str] = set()
         self._signal_key: Sequence[Running] | None = None
         self._signal_value: SparseVector = {}
-
-    def params(self) -> dict[str, Any]:
-        return {"default": self.default, "solo_rate": self.solo_rate}
 
     def knows(self, model: str) -> bool:
         return self._solo.knows(model)
@@ -137,9 +133,6 @@ class StaticPredictor(CoarsePredictor):
         self.ridge = ridge
         self._weights: dict[str, list[float]] = {}
 
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "ridge": self.ridge}
-
     def _weights_of(self, model: str) -> list[float] | None:
         return self._weights.get(model)
 
@@ -205,9 +198,6 @@ class EwmaPredictor(StaticPredictor):
         self._smooth: SparseVector = {}
         self._mixed_key: Sequence[Running] | None = None
         self._mixed: SparseVector = {}
-
-    def params(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, **super().params()}
 
     def _features(self, running: Sequence[Running]) -> SparseVector:
         if running is not self._mixed_key:
@@ -282,9 +272,6 @@ class SgdPredictor(_OnlineCoarse):
         SGD(0, learning_rate)  # validates it now
         self.learning_rate = learning_rate
 
-    def params(self) -> dict[str, Any]:
-        return {"learning_rate": self.learning_rate, **super().params()}
-
     def _new_learner(self) -> RLS | SGD:
         return SGD(self._space.dim, self.learning_rate)
 
@@ -305,9 +292,6 @@ class RlsPredictor(_OnlineCoarse):
         RLS(0, forgetting, delta)  # validates them now
         self.forgetting = forgetting
         self.delta = delta
-
-    def params(self) -> dict[str, Any]:
-        return {"forgetting": self.forgetting, "delta": self.delta, **super().params()}
 
     def _new_learner(self) -> RLS | SGD:
         return RLS(self._space.dim, self.forgetting, self.delta)
