@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from aiosched import simtime
+from aiosched.cli._render import render_steps
 from aiosched.loadgen import Workload
 from aiosched.loadgen.errors import LoadgenError
 from aiosched.loadgen.harness import LoadtestConfig, LoadtestSession, SearchSettings
 from aiosched.loadgen.peak import (
     PeakStep,
     meets_slo,
-    render_steps,
     search_peak,
     step_from_report,
 )

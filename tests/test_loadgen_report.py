@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from aiosched import simtime
+from aiosched.cli._render import render_summary
 from aiosched.errors import Overloaded
 from aiosched.loadgen import (
     REPORT_KEYS,
@@ -22,7 +23,6 @@ from aiosched.loadgen import (
     PredictorStats,
     Workload,
     build_report,
-    render_summary,
     write_report,
 )
 from aiosched.loadgen.report import (

@@ -1,18 +1,23 @@
-"""The ``aiosched`` command line: one module per command, each adding itself to :data:`app`."""
+"""The ``aiosched`` command line: one module per command, imported when that command runs.
+
+``aiosched --help``, ``aiosched --version`` and ``aiosched loadtest --help``
+import no torch (:mod:`aiosched.cli._lazy`).
+"""
 
 from __future__ import annotations
 
-import importlib
+from typing import Annotated
 
 import typer
 
-from ._parse import OneLineErrors
+from .._version import __version__
+from ._lazy import LazyCommands
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="aiosched",
-    cls=OneLineErrors,  # a bad value is one line and exit code 2, in every command
+    cls=LazyCommands,  # a bad value is one line and exit code 2, in every command
     help="Inference scheduling with predictable latency: load tests, profiles, experiments.",
     no_args_is_help=True,
     add_completion=False,
@@ -20,23 +25,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"aiosched {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print aiosched's version and exit.",
+        ),
+    ] = False,
+) -> None:
     """Inference scheduling with predictable latency: load tests, profiles, experiments."""
 
 
-# Each module defines ``register(app)``; a missing module is a packaging bug, not optional.
-_COMMANDS = ("compare", "experiment", "loadtest", "profile", "version")
-
-
-def _load_commands() -> None:
-    for name in _COMMANDS:
-        module = importlib.import_module(f"{__name__}.{name}")
-        module.register(app)
-
-
-_load_commands()
-
-
 def main() -> None:
-    app()
+    app(prog_name="aiosched")

@@ -22,7 +22,6 @@ import typer
 from typer.core import TyperGroup
 
 from ..errors import InvalidConfig
-from ..experiments.setup import BACKENDS
 
 __all__ = [
     "MAX_REQUESTS",
@@ -100,6 +99,8 @@ def bad(message: object, hint: str | None = None) -> NoReturn:
 
 
 def backend_option(value: str) -> str:
+    from ..experiments.setup import BACKENDS
+
     if value not in BACKENDS:
         bad(f"{value!r} is not a backend; choose one of {', '.join(BACKENDS)}", "--backend")
     if value == "cuda":

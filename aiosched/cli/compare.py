@@ -37,7 +37,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -47,8 +47,11 @@ from rich.table import Table
 from ..errors import AioschedError, InvalidConfig
 from ..loadgen import write_report
 from ..loadgen.arrivals import parse_arrival
-from ..loadgen.harness import PEAK_SEARCH, LoadtestConfig, LoadtestSession, resolve_backend
-from ..loadgen.peak import PeakResult, PeakStep, render_steps
+from ..loadgen.peak import PeakResult, PeakStep
+from ._render import render_steps
+
+if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when a command runs
+    from ..loadgen.harness import LoadtestConfig, LoadtestSession
 
 __all__ = ["CompareSpec", "Contender", "RateSpec", "parse_rates", "register", "run_compare"]
 
@@ -140,6 +143,7 @@ class CompareSpec:
         peak_steps: int | None = None,
         repeat: int = 1,
     ) -> CompareSpec:
+        from ..loadgen.harness import LoadtestSession
         from ..policy import make_policy
         from ..predict import make_predictor
 
@@ -182,6 +186,8 @@ class CompareSpec:
 
 
 def _config_section(spec: CompareSpec, backend: str, session: LoadtestSession) -> dict[str, Any]:
+    from ..loadgen.harness import PEAK_SEARCH
+
     b = spec.base
     return {
         "backend": backend,
@@ -218,6 +224,8 @@ async def run_compare(
     | None = None,
 ) -> dict[str, Any]:
     """Run the comparison; returns the ``--json`` document (see the module docstring)."""
+    from ..loadgen.harness import PEAK_SEARCH, LoadtestSession, resolve_backend
+
     backend = resolve_backend(spec.base.backend)
     async with contextlib.AsyncExitStack() as stack:
         sessions: dict[Contender, LoadtestSession] = {}
@@ -459,6 +467,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Run several (policy, predictor) contenders on identical arrivals at several rates."""
+        from ..loadgen.harness import LoadtestConfig, resolve_backend
+
         console = Console(width=None if sys.stdout.isatty() else 120)
         try:
             if backend not in ("auto", "sim", "cpu", "cuda"):

@@ -6,31 +6,36 @@ peak search at the start (a few steps of 2.5 s; virtual time on sim), then 70 %
 of the measured peak. ``--rate peak`` runs the full search and then runs at the
 peak; the JSON report has the search under ``config.peak``. Bad options or files end
 with a one-line message and exit code 2, before the run where they can be
-checked (``--json`` is tried for writing first); Ctrl-C stops sending, drains,
-and still prints and writes the report.
+checked (``--json`` and ``--csv`` are tried for writing first); Ctrl-C stops
+sending, drains, and still prints and writes the report. ``--csv FILE`` writes
+the measured run's per-second time series (:mod:`aiosched.loadgen.timeseries`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.live import Live
 
-from ..backends.base import MAX_LANES
 from ..errors import AioschedError
-from ..loadgen import Progress, render_summary, write_report
-from ..loadgen.harness import AUTO_RATE_FRACTION, LoadtestConfig, resolve_backend, run_loadtest
-from ..loadgen.peak import PeakResult, PeakStep, render_steps
-from ..scheduler import DEFAULT_PREDICTOR, Scheduler
-from ..spec import MAX_BATCH_SIZE
+from ..loadgen import LoadResult, Progress, TimeSeries, write_report
+from ..loadgen.peak import PeakResult, PeakStep
 from ..telemetry.snapshot import SchedulerSnapshot
 from ._live import live_view, plain_line
 from ._parse import bad, check_lanes, check_requests, check_writable, fail, finite
+from ._render import render_steps, render_summary
+
+if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when a run starts
+    from ..loadgen.driver import Target
+    from ..loadgen.harness import LoadtestConfig
+    from ..scheduler import Scheduler
+    from ..telemetry.prometheus import PrometheusExporter
 
 
 def _rate(value: str) -> tuple[float | None, str]:
@@ -69,13 +74,15 @@ def register(app: typer.Typer) -> None:
         ] = None,
         policy: Annotated[str, typer.Option(help="edf, fifo or sequential")] = "edf",
         predictor: Annotated[
-            str, typer.Option(help="latency predictor, e.g. solo or overlap:quantile=0.9")
-        ] = DEFAULT_PREDICTOR,
-        lanes: Annotated[
-            int, typer.Option(min=1, max=MAX_LANES, help="concurrent lanes on the device")
-        ] = 2,
+            str | None,
+            typer.Option(
+                help="latency predictor, e.g. solo or overlap:quantile=0.95 "
+                "(default: the scheduler's, overlap:quantile=0.9)"
+            ),
+        ] = None,
+        lanes: Annotated[int, typer.Option(min=1, help="concurrent lanes on the device")] = 2,
         max_batch_size: Annotated[
-            int, typer.Option(min=1, max=MAX_BATCH_SIZE, help="largest batch per model")
+            int, typer.Option(min=1, help="largest batch per model (at most 1024)")
         ] = 8,
         seed: Annotated[int, typer.Option(min=0, help="seed of the arrivals")] = 0,
         slo_attainment: Annotated[
@@ -88,9 +95,33 @@ def register(app: typer.Typer) -> None:
         json_path: Annotated[
             Path | None, typer.Option("--json", help="write the JSON report here")
         ] = None,
+        csv_path: Annotated[
+            Path | None,
+            typer.Option(
+                "--csv",
+                help="write a per-second time series here (offered, completed, met, "
+                "rejected, p50/p99 ms)",
+            ),
+        ] = None,
         live: Annotated[bool, typer.Option("--live/--no-live", help="rich live view")] = True,
+        metrics_port: Annotated[
+            int | None,
+            typer.Option(
+                min=0,
+                max=65535,
+                help="serve Prometheus metrics on this port during the run "
+                "(extra 'prometheus'; 0: any free port)",
+            ),
+        ] = None,
+        metrics_addr: Annotated[
+            str, typer.Option(help="address the metrics server binds")
+        ] = "127.0.0.1",
     ) -> None:
         """Drive an open-loop workload through the scheduler and report latency and goodput."""
+        from ..loadgen.harness import LoadtestConfig, resolve_backend
+        from ..scheduler import DEFAULT_PREDICTOR
+        from ..spec import MAX_BATCH_SIZE
+
         # In a pipe rich assumes 80 columns, too narrow for the summary: give logs room.
         console = Console(width=None if sys.stdout.isatty() else 120)
         # Everything that can be checked before the run is (bad values: one line, exit 2).
@@ -100,8 +131,19 @@ def register(app: typer.Typer) -> None:
         check_requests(fixed_rate, duration)
         if models is not None and not models.strip():
             bad("give at least one model (leave --models out for the default set)", "--models")
+        if max_batch_size > MAX_BATCH_SIZE:
+            bad(f"at most {MAX_BATCH_SIZE}, got {max_batch_size}", "--max-batch-size")
         if json_path is not None:
             check_writable(json_path)
+        if csv_path is not None:
+            check_writable(csv_path, "--csv")
+        if metrics_port is not None:
+            from ..telemetry.prometheus import require_prometheus
+
+            try:
+                require_prometheus()
+            except AioschedError as exc:
+                bad(exc, "--metrics-port")
         try:
             cfg = LoadtestConfig(
                 backend=backend,
@@ -115,7 +157,7 @@ def register(app: typer.Typer) -> None:
                 trace=None if trace is None else str(trace),
                 deadline=deadline,
                 policy=policy,
-                predictor=predictor,
+                predictor=DEFAULT_PREDICTOR if predictor is None else predictor,
                 lanes=lanes,
                 seed=seed,
                 max_batch_size=max_batch_size,
@@ -124,7 +166,8 @@ def register(app: typer.Typer) -> None:
             raise fail(exc) from None
         check_lanes(resolve_backend(cfg.backend), lanes)
         try:
-            report, _ = _run(cfg, console, live and console.is_terminal)
+            metrics = None if metrics_port is None else (metrics_port, metrics_addr)
+            report, _, series = _run(cfg, console, live and console.is_terminal, metrics)
         except (AioschedError, OSError) as exc:
             raise fail(exc) from None
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -141,20 +184,33 @@ def register(app: typer.Typer) -> None:
             except OSError as exc:
                 raise fail(f"cannot write {json_path}: {exc}") from None
             console.print(f"report written to {json_path}")
+        if csv_path is not None and series is not None:
+            try:
+                series.write_csv(csv_path)
+            except OSError as exc:
+                raise fail(f"cannot write {csv_path}: {exc}") from None
+            console.print(f"time series ({len(series)} s) written to {csv_path}")
 
 
 def _run(
-    cfg: LoadtestConfig, console: Console, live: bool
-) -> tuple[dict[str, Any], SchedulerSnapshot]:
+    cfg: LoadtestConfig, console: Console, live: bool, metrics: tuple[int, str] | None = None
+) -> tuple[dict[str, Any], SchedulerSnapshot, TimeSeries | None]:
+    """Run the load test; the report, the last snapshot and the run's per-second series.
+
+    ``metrics`` is ``(port, address)`` for a Prometheus exporter during the measured run.
+    """
     from .. import simtime
     from .._runtime import run
+    from ..loadgen.harness import resolve_backend, run_loadtest
 
     backend = resolve_backend(cfg.backend)
     simulated = backend == "sim"
     offered = [0.0]
+    results: list[LoadResult] = []
 
     def on_start(sched: Scheduler, schedule: Any) -> None:
         offered[0] = schedule.offered_rps
+        start_metrics(sched)
         console.print(
             f"aiosched loadtest: {backend} backend, {cfg.lanes} lanes, policy {cfg.policy}, "
             f"predictor {cfg.predictor}, {schedule.offered_rps:.1f} requests/s offered for "
@@ -181,39 +237,57 @@ def _run(
             highlight=False,
         )
 
+    exporters: list[PrometheusExporter] = []
+
+    def start_metrics(sched: Scheduler) -> None:
+        if metrics is None:
+            return
+        from ..telemetry.prometheus import PrometheusExporter
+
+        exporter = PrometheusExporter(sched, interval=0.5)
+        exporters.append(exporter)
+        exporter.start()
+        port = exporter.serve(*metrics)
+        console.print(f"metrics on http://{metrics[1]}:{port}/metrics", highlight=False)
+
+    def instrument(infer: Target) -> Target:
+        return exporters[-1].instrument(infer) if exporters else infer
+
+    async def main(
+        on_progress: Callable[[Progress, SchedulerSnapshot], None], interval: float
+    ) -> tuple[dict[str, Any], SchedulerSnapshot]:
+        try:
+            return await run_loadtest(
+                cfg,
+                on_start=on_start,
+                on_progress=on_progress,
+                progress_interval=interval,
+                handle_sigint=True,
+                on_step=on_step,
+                on_peak=on_peak,
+                on_result=results.append,
+                instrument=instrument,
+            )
+        finally:
+            for exporter in exporters:
+                await exporter.stop()
+
     if live and not simulated:
         with Live(console=console, refresh_per_second=8, transient=True) as view:
 
             def draw(p: Progress, snap: SchedulerSnapshot) -> None:
                 view.update(live_view(p, snap, offered[0]))
 
-            coro = run_loadtest(
-                cfg,
-                on_start=on_start,
-                on_progress=draw,
-                progress_interval=0.2,
-                handle_sigint=True,
-                on_step=on_step,
-                on_peak=on_peak,
-            )
-            return run(coro)
+            report, snap = run(main(draw, 0.2))
+            return report, snap, results[-1].series if results else None
 
     def line(p: Progress, snap: SchedulerSnapshot) -> None:
         console.print(plain_line(p, snap, offered[0]), highlight=False, soft_wrap=True)
 
     interval = cfg.duration / 10 if simulated else max(1.0, min(5.0, cfg.duration / 10))
-    coro = run_loadtest(
-        cfg,
-        on_start=on_start,
-        on_progress=line,
-        progress_interval=interval,
-        handle_sigint=True,
-        on_step=on_step,
-        on_peak=on_peak,
-    )
-    if simulated:
-        return simtime.run(coro)
-    return run(coro)
+    coro = main(line, interval)
+    report, snap = simtime.run(coro) if simulated else run(coro)
+    return report, snap, results[-1].series if results else None
 
 
 def _pct(fraction: float | None) -> str:
@@ -222,6 +296,8 @@ def _pct(fraction: float | None) -> str:
 
 def _how_found(peak: PeakResult, rate: float, mode: str) -> str:
     """The one line saying how the rate was found."""
+    from ..loadgen.harness import AUTO_RATE_FRACTION
+
     tried = ", ".join(f"{s.rate_rps:.0f} {'ok' if s.passed else 'fail'}" for s in peak.steps)
     head = f"rate {mode}: tried {tried} (requests/s)"
     if not peak.found:

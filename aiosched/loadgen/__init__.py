@@ -6,7 +6,7 @@ Typical use::
     schedule = workload.schedule("poisson", rate=200.0, duration=30.0, seed=1)
     result = await run_open_loop(sched.infer, schedule, make_input=inputs.__getitem__)
     report = build_report(result, config={"policy": "edf"})
-    rich.print(render_summary(report))
+    write_report(report, "out.json")
 
 The peak rate that meets an SLO: :func:`search_peak` (:mod:`aiosched.loadgen.peak`);
 a warmed-up scheduler that runs schedule after schedule:
@@ -25,7 +25,6 @@ from aiosched.loadgen.arrivals import (
 from aiosched.loadgen.driver import (
     REJECTIONS,
     OpenLoopDriver,
-    Progress,
     SenderKind,
     Target,
     run_open_loop,
@@ -36,19 +35,19 @@ from aiosched.loadgen.peak import (
     PeakResult,
     PeakStep,
     meets_slo,
-    render_steps,
     search_peak,
     step_from_report,
 )
+from aiosched.loadgen.progress import Progress
 from aiosched.loadgen.report import (
     REPORT_KEYS,
     BatchStats,
     PredictorStats,
     build_report,
-    render_summary,
     write_report,
 )
 from aiosched.loadgen.result import LoadResult, ModelResult, RequestCounts
+from aiosched.loadgen.timeseries import CSV_COLUMNS, SeriesRow, TimeSeries
 from aiosched.loadgen.trace import Trace, load_trace, parse_trace
 from aiosched.loadgen.workload import (
     DEFAULT_DEADLINE_MS,
@@ -61,6 +60,7 @@ from aiosched.loadgen.workload import (
 
 __all__ = [
     "ARRIVALS",
+    "CSV_COLUMNS",
     "DEFAULT_DEADLINE_MS",
     "REJECTIONS",
     "REPORT_KEYS",
@@ -84,7 +84,9 @@ __all__ = [
     "RequestCounts",
     "Schedule",
     "SenderKind",
+    "SeriesRow",
     "Target",
+    "TimeSeries",
     "Trace",
     "TraceError",
     "Workload",
@@ -96,8 +98,6 @@ __all__ = [
     "parse_deadlines",
     "parse_models",
     "parse_trace",
-    "render_steps",
-    "render_summary",
     "run_open_loop",
     "search_peak",
     "step_from_report",

@@ -13,21 +13,11 @@ its deadline: met iff the response came by ``intended + deadline``),
 *failed* (any other exception) or *cancelled* (still in flight when the run
 ended, or the target raised :class:`asyncio.CancelledError`).
 
-Two senders:
-
-- ``"loop"``: one loop timer at a time, set for the next send; when it fires,
-  every send that is due starts. Exact under
-  :class:`~aiosched.simtime.VirtualTimeLoop`, where the clock jumps to the
-  timer; on a real loop asyncio timers fire about 1.3 ms late at p99.
-- ``"thread"``: a sender thread sleeps (``threading.Event.wait``, so that a
-  stop wakes it) until ``spin_s`` before the next send, then spins on the
-  clock until the send is due, calling ``time.sleep(0)`` in the spin so the
-  loop's thread can take the GIL meanwhile (a pure busy-wait holds it for the
-  whole window and starves the loop: p99 lag over 3 ms at 10k requests/s).
-  Then it hands every send due by now to the loop in one
-  ``call_soon_threadsafe``, where each starts as its own task. On the 2-core
-  development machine this gave a p99 lag of 0.1-0.3 ms at 1k-10k
-  requests/s on uvloop (``benchmarks/loadgen_lag.py``).
+Two senders (:mod:`aiosched.loadgen.senders`): ``"loop"`` fires sends from
+loop timers (exact in virtual time); ``"thread"`` from a thread that sleeps,
+then spins until each send is due (a p99 lag of 0.1-0.3 ms at 1k-10k
+requests/s on the 2-core development machine, against about 1.3 ms for loop
+timers). Interim statistics: :mod:`aiosched.loadgen.progress`.
 
 ``"auto"`` picks the loop sender under a virtual-time loop or a
 :class:`~aiosched.clock.LoopClock` (whose time another thread cannot read
@@ -39,10 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -50,12 +38,15 @@ from numpy.typing import NDArray
 
 from aiosched.clock import Clock, LoopClock, PerfClock
 from aiosched.errors import DeadlineUnmeetable, InvalidConfig, Overloaded, SchedulerClosed
-from aiosched.loadgen.histogram import percentiles_of_counts
-from aiosched.loadgen.result import LoadResult, ModelResult, RequestCounts
+from aiosched.loadgen.progress import Progress, ProgressWatcher
+from aiosched.loadgen.result import LoadResult, ModelResult
+from aiosched.loadgen.senders import LoopSender, ThreadSender
+from aiosched.loadgen.timeseries import TimeSeries
 from aiosched.loadgen.workload import Schedule
 from aiosched.simtime import VirtualTimeLoop
 
 __all__ = ["REJECTIONS", "OpenLoopDriver", "Progress", "SenderKind", "Target", "run_open_loop"]
+# Progress is re-exported: it was defined here before aiosched.loadgen.progress.
 
 Target = Callable[[str, Any, float], Awaitable[Any]]
 """``async def infer(model, x, deadline)``; ``deadline`` is the budget in seconds from the call."""
@@ -65,111 +56,8 @@ SenderKind = Literal["auto", "loop", "thread"]
 REJECTIONS: tuple[type[BaseException], ...] = (DeadlineUnmeetable, Overloaded, SchedulerClosed)
 """Errors that count a request as rejected rather than failed."""
 
-_EARLY_S = 1e-9  # a send this close to its time counts as due (float rounding of timers)
 _CANCEL_GRACE_S = 1.0  # a target that ignores cancellation longer is counted as cancelled anyway
 _THREAD_LEAD_S = 0.005  # t0 is this far ahead of run() when a thread sends, so send 0 is not late
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """Interim statistics of a running load, cheap to take (counters and two histogram scans).
-
-    ``counts`` are cumulative; ``interval`` and the percentiles cover the time
-    since the previous :class:`Progress` of the same watcher (the whole run so
-    far for the first one).
-    """
-
-    elapsed_s: float
-    window_s: float
-    """The sending window (the schedule's duration)."""
-    planned: int
-    counts: RequestCounts
-    per_model: dict[str, RequestCounts]
-    interval_s: float
-    interval: RequestCounts
-    latency_p50_s: float | None
-    latency_p99_s: float | None
-    send_lag_p99_s: float | None
-    done: bool
-
-    @property
-    def fraction(self) -> float:
-        """Elapsed part of the sending window, 0..1."""
-        if self.window_s <= 0:
-            return 1.0 if self.done else 0.0
-        return min(1.0, max(0.0, self.elapsed_s / self.window_s))
-
-    def _rate(self, n: int) -> float:
-        return n / self.interval_s if self.interval_s > 0 else 0.0
-
-    @property
-    def sent_rps(self) -> float:
-        return self._rate(self.interval.sent)
-
-    @property
-    def achieved_rps(self) -> float:
-        return self._rate(self.interval.completed)
-
-    @property
-    def goodput_rps(self) -> float:
-        return self._rate(self.interval.met_deadline)
-
-    @property
-    def miss_pct(self) -> float:
-        """Missed deadlines (missed, rejected, failed) per resolved request in the interval, %."""
-        i = self.interval
-        resolved = i.completed + i.rejected + i.failed
-        return 100.0 * (resolved - i.met_deadline) / resolved if resolved else 0.0
-
-
-class _Watcher:
-    """Turns the driver's live counters into successive :class:`Progress` objects."""
-
-    def __init__(self, driver: OpenLoopDriver) -> None:
-        self._driver = driver
-        self._at = 0.0
-        self._counts = RequestCounts()
-        n = len(driver._stats[0].latency.counts) if driver._stats else 0
-        self._latency: NDArray[np.uint64] = np.zeros(n, dtype=np.uint64)
-        self._lag: NDArray[np.uint64] = np.zeros(n, dtype=np.uint64)
-
-    def next(self) -> Progress:
-        d = self._driver
-        elapsed = d.elapsed_s()
-        counts = RequestCounts()
-        latency = np.zeros_like(self._latency)
-        lag = np.zeros_like(self._lag)
-        per_model: dict[str, RequestCounts] = {}
-        for stats in d._stats:
-            counts.add(stats.counts)
-            per_model[stats.name] = stats.counts.copy()
-            latency += stats.latency.counts
-            lag += stats.send_lag.counts
-        interval = RequestCounts(
-            *(
-                a - b
-                for a, b in zip(
-                    counts.as_dict().values(), self._counts.as_dict().values(), strict=True
-                )
-            )
-        )
-        p50, p99 = percentiles_of_counts(latency - self._latency, (50.0, 99.0))
-        (lag99,) = percentiles_of_counts(lag - self._lag, (99.0,))
-        progress = Progress(
-            elapsed_s=elapsed,
-            window_s=d.schedule.duration_s,
-            planned=len(d.schedule),
-            counts=counts,
-            per_model=per_model,
-            interval_s=elapsed - self._at,
-            interval=interval,
-            latency_p50_s=p50,
-            latency_p99_s=p99,
-            send_lag_p99_s=lag99,
-            done=d.done,
-        )
-        self._at, self._counts, self._latency, self._lag = elapsed, counts, latency, lag
-        return progress
 
 
 class OpenLoopDriver:
@@ -224,7 +112,6 @@ class OpenLoopDriver:
         for stats, n in zip(self._stats, schedule.counts().values(), strict=True):
             stats.planned = n
         self._pending: dict[int, asyncio.Task[None]] = {}
-        self._next = 0
         self._t0: float | None = None
         self._end: float | None = None
         self._stop_at: float | None = None
@@ -236,12 +123,18 @@ class OpenLoopDriver:
         self._sending: asyncio.Future[None] | None = None
         self._idle: asyncio.Event | None = None
         self._done_event: asyncio.Event | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._thread: threading.Thread | None = None
-        self._halt = threading.Event()
-        self._watcher = _Watcher(self)
+        self._sender: LoopSender | ThreadSender | None = None
+        self._watcher = ProgressWatcher(self)
+        self._started_at: float | None = None
+        self.series = TimeSeries()
+        """Per-second sends and outcomes (:mod:`aiosched.loadgen.timeseries`)."""
 
     # ----------------------------------------------------------------- state
+
+    @property
+    def stats(self) -> Sequence[ModelResult]:
+        """Each model's live result, in the schedule's order of models."""
+        return self._stats
 
     @property
     def done(self) -> bool:
@@ -257,11 +150,11 @@ class OpenLoopDriver:
 
     def progress(self) -> Progress:
         """Statistics of the run so far (the interval is the whole run)."""
-        return _Watcher(self).next()
+        return ProgressWatcher(self).next()
 
     async def watch(self, interval: float = 0.25) -> AsyncIterator[Progress]:
         """A :class:`Progress` every ``interval`` s until the run ends (the last is ``done``)."""
-        watcher = _Watcher(self)
+        watcher = ProgressWatcher(self)
         while True:
             if self._done_event is None:
                 await asyncio.sleep(interval)
@@ -287,6 +180,8 @@ class OpenLoopDriver:
             send_window_s=window,
             stopped_early=self._stopped,
             config=self.schedule.config,
+            started_at=self._started_at,
+            series=self.series,
         )
 
     # --------------------------------------------------------------- control
@@ -329,6 +224,7 @@ class OpenLoopDriver:
         self._idle = asyncio.Event()
         self._done_event = asyncio.Event()
         self._t0 = self._clock.now() + (_THREAD_LEAD_S if sender == "thread" else 0.0)
+        self._started_at = time.time()
         self._due = self._t0 + self._offsets
         if self._stopped:  # before it started
             self._stop_at = self._t0
@@ -336,13 +232,21 @@ class OpenLoopDriver:
         try:
             if self._halted or len(self._due) == 0:
                 self._finish_sending()
-            elif sender == "thread":
-                self._thread = threading.Thread(
-                    target=self._thread_main, name="aiosched-loadgen-sender", daemon=True
-                )
-                self._thread.start()
             else:
-                self._loop_tick()
+                if sender == "thread":
+                    self._sender = ThreadSender(
+                        loop,
+                        self._clock,
+                        self._due,
+                        self._start_range,
+                        self._finish_sending,
+                        self._spin_s,
+                    )
+                else:
+                    self._sender = LoopSender(
+                        loop, self._clock, self._due, self._start_range, self._finish_sending
+                    )
+                self._sender.start()
             await self._sending
             if self._pending:
                 with contextlib.suppress(TimeoutError):
@@ -354,8 +258,8 @@ class OpenLoopDriver:
             raise
         finally:
             self._halt_sending()
-            if self._thread is not None:
-                self._thread.join()
+            if self._sender is not None:
+                self._sender.join()
             if progress_timer is not None:
                 progress_timer.cancel()
             self._end = self._clock.now()
@@ -374,66 +278,22 @@ class OpenLoopDriver:
 
     def _halt_sending(self) -> None:
         self._halted = True
-        self._halt.set()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._sender is not None:
+            self._sender.halt()
         self._finish_sending()
-
-    def _loop_tick(self) -> None:
-        self._timer = None
-        if self._halted:
-            return
-        due, n, i = self._due, len(self._due), self._next
-        limit = self._clock.now() + _EARLY_S
-        while i < n and due.item(i) <= limit:
-            self._start(i)
-            i += 1
-        self._next = i
-        if i >= n:
-            self._finish_sending()
-            return
-        assert self._loop is not None
-        delay = due.item(i) - self._clock.now()
-        self._timer = self._loop.call_at(self._loop.time() + delay, self._loop_tick)
-
-    def _thread_main(self) -> None:
-        loop, clock, halt, spin = self._loop, self._clock, self._halt, self._spin_s
-        assert loop is not None
-        due, n, i = self._due, len(self._due), 0
-        try:
-            while i < n:
-                target = due.item(i)
-                wait = target - clock.now()
-                if wait > spin:
-                    if halt.wait(wait - spin):
-                        return
-                    continue
-                while clock.now() < target:
-                    time.sleep(0)  # spin, but let the loop's thread take the GIL
-                if halt.is_set():
-                    return
-                j = int(np.searchsorted(due, clock.now(), side="right"))
-                loop.call_soon_threadsafe(self._start_range, i, j)
-                i = j
-        except RuntimeError:  # the loop was closed under us
-            return
-        finally:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._finish_sending)
 
     def _start_range(self, i: int, j: int) -> None:
         if self._halted:
             return
         for k in range(i, j):
             self._start(k)
-        self._next = j
 
     def _start(self, i: int) -> None:
         assert self._loop is not None
         m = self._index.item(i)
         stats = self._stats[m]
         stats.counts.sent += 1
+        self.series.offered(self._offsets.item(i))
         self._pending[i] = self._loop.create_task(self._one(i, stats))
 
     async def _one(self, i: int, stats: ModelResult) -> None:
@@ -458,20 +318,26 @@ class OpenLoopDriver:
         if self._pending.pop(i, None) is None:
             return  # already counted as cancelled when the run ended
         counts = stats.counts
+        at = end - intended + self._offsets.item(i)  # seconds from the start of the run
         if outcome == "ok":
             latency = end - intended
             stats.latency.record(latency)
             counts.completed += 1
             if latency <= deadline:
                 counts.met_deadline += 1
+                self.series.resolved(at, "met", latency)
             else:
                 counts.missed_deadline += 1
+                self.series.resolved(at, "missed", latency)
         elif outcome == "rejected":
             counts.rejected += 1
+            self.series.resolved(at, "rejected")
         elif outcome == "failed":
             counts.failed += 1
+            self.series.resolved(at, "failed")
         else:
             counts.cancelled += 1
+            self.series.resolved(at, "cancelled")
         if not self._pending and self._idle is not None and self._halted_or_sent():
             self._idle.set()
 
@@ -484,9 +350,11 @@ class OpenLoopDriver:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=_CANCEL_GRACE_S)
+        at = self.elapsed_s()
         for i in list(self._pending):  # never started, or ignored the cancellation
             del self._pending[i]
             self._stats[self._index.item(i)].counts.cancelled += 1
+            self.series.resolved(at, "cancelled")
 
     # -------------------------------------------------------------- progress
 

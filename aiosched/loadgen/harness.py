@@ -32,7 +32,7 @@ from ..errors import InvalidConfig
 from ..scheduler import DEFAULT_PREDICTOR, Scheduler
 from ..telemetry.snapshot import SchedulerSnapshot
 from ..timeline import Execution
-from .driver import OpenLoopDriver, Progress
+from .driver import OpenLoopDriver, Progress, Target
 from .peak import (
     DEFAULT_GROWTH,
     DEFAULT_MAX_STEPS,
@@ -44,6 +44,7 @@ from .peak import (
     step_from_report,
 )
 from .report import BatchStats, PredictorStats, build_report
+from .result import LoadResult
 from .trace import Trace, load_trace
 from .workload import Schedule, Workload
 
@@ -390,11 +391,18 @@ class LoadtestSession:
         on_progress: Callable[[Progress, SchedulerSnapshot], None] | None = None,
         progress_interval: float = 0.25,
         handle_sigint: bool = False,
+        on_result: Callable[[LoadResult], None] | None = None,
+        instrument: Callable[[Target], Target] | None = None,
     ) -> dict[str, Any]:
         """Drive ``schedule`` to the end (every request resolved) and return its report.
 
         ``config`` is merged over the report's config (the session's config,
-        the backend, the offered rate and ``rate_mode``).
+        the backend, the offered and the requested rate, ``rate_mode``, and the
+        models resolved, each with its share and deadline). ``on_result`` gets
+        the driver's :class:`~aiosched.loadgen.result.LoadResult` (with its
+        per-second :class:`~aiosched.loadgen.timeseries.TimeSeries`).
+        ``instrument`` wraps the scheduler's ``infer`` (after ``on_start``), for
+        an exporter that times the calls.
         """
         sched = self.scheduler
         gc.collect()  # the previous run's garbage is not this run's to collect
@@ -405,21 +413,23 @@ class LoadtestSession:
             if on_progress is not None:
                 on_progress(p, sched.snapshot())
 
+        if on_start is not None:
+            on_start(sched, schedule)
         driver = OpenLoopDriver(
-            sched.infer,
+            sched.infer if instrument is None else instrument(sched.infer),
             schedule,
             make_input=self._inputs.__getitem__,
             clock=sched.clock,
             on_progress=progress if on_progress is not None else None,
             progress_interval=progress_interval,
         )
-        if on_start is not None:
-            on_start(sched, schedule)
         if handle_sigint:
             with _sigint_stops(driver, asyncio.current_task()):
                 result = await driver.run()
         else:
             result = await driver.run()
+        if on_result is not None:
+            on_result(result)
         after = sched.snapshot()
         executions = _new_executions(sched, last_id)
         per_model: dict[str, dict[int, int]] = {}
@@ -439,7 +449,11 @@ class LoadtestSession:
         report_config: dict[str, Any] = {
             **asdict(cfg),
             "backend": self.backend,
+            # resolved: every model with its share and deadline (the options are below)
+            "models": schedule.config.get("models"),
+            "models_option": cfg.models,
             "rate": schedule.offered_rps,
+            "rate_requested": cfg.rate,
             "rate_mode": cfg.mode,
         }
         report_config.update(config or {})
@@ -508,6 +522,8 @@ async def run_loadtest(
     on_step: Callable[[PeakStep], None] | None = None,
     progress_interval: float = 0.25,
     handle_sigint: bool = False,
+    on_result: Callable[[LoadResult], None] | None = None,
+    instrument: Callable[[Target], Target] | None = None,
 ) -> tuple[dict[str, Any], SchedulerSnapshot]:
     """Run one load test; returns the report and the final snapshot (after closing).
 
@@ -519,6 +535,8 @@ async def run_loadtest(
     ``config`` then has ``peak`` (the search, see
     :meth:`~aiosched.loadgen.peak.PeakResult.to_dict`), ``rate_fraction`` and
     ``rate_target`` (the rate asked for; ``rate`` is the offered one).
+    ``on_result`` gets the measured run's :class:`~aiosched.loadgen.result.LoadResult`
+    (not the search's).
     """
     session = LoadtestSession(cfg)
     async with session:
@@ -552,5 +570,7 @@ async def run_loadtest(
             on_progress=on_progress,
             progress_interval=progress_interval,
             handle_sigint=handle_sigint,
+            on_result=on_result,
+            instrument=instrument,
         )
     return report, session.scheduler.snapshot()

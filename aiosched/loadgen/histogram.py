@@ -24,19 +24,21 @@ SIGNIFICANT_FIGURES = 3
 class Histogram:
     """Durations in seconds, stored as microseconds with 3 significant figures."""
 
-    __slots__ = ("_counts", "count", "hdr", "max_s")
+    __slots__ = ("_counts", "count", "hdr", "max_s", "sum_s")
 
     def __init__(self) -> None:
         self.hdr = HdrHistogram(1, HIGHEST_US, SIGNIFICANT_FIGURES)
         self._counts = np.ctypeslib.as_array(self.hdr.counts)
         self.count = 0
         self.max_s = 0.0
+        self.sum_s = 0.0
 
     def record(self, seconds: float) -> None:
         """Record one duration; negative ones count as 0."""
         us = int(seconds * 1e6 + 0.5)
         self.hdr.record_value(us if 0 <= us <= HIGHEST_US else (0 if us < 0 else HIGHEST_US))
         self.count += 1
+        self.sum_s += seconds if seconds > 0 else 0.0
         if seconds > self.max_s:
             self.max_s = seconds
 
@@ -45,6 +47,7 @@ class Histogram:
         if other.count:
             self.hdr.add(other.hdr)
             self.count += other.count
+            self.sum_s += other.sum_s
             self.max_s = max(self.max_s, other.max_s)
 
     @property
@@ -52,6 +55,11 @@ class Histogram:
         """The live counts array (a view, not a copy): index ``i`` holds values near
         :func:`percentiles_of_counts`'s value of ``i``."""
         return self._counts
+
+    @property
+    def mean_s(self) -> float | None:
+        """The exact mean of the recorded durations (negative ones as 0); ``None`` when empty."""
+        return self.sum_s / self.count if self.count else None
 
     def copy(self) -> Histogram:
         out = Histogram()

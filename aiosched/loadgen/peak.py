@@ -29,9 +29,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from rich import box
-from rich.table import Table
-
 from .errors import LoadgenError
 from .workload import Workload
 
@@ -44,7 +41,6 @@ __all__ = [
     "PeakResult",
     "PeakStep",
     "meets_slo",
-    "render_steps",
     "search_peak",
     "step_from_report",
 ]
@@ -275,33 +271,3 @@ async def search_peak(
         tolerance=tolerance,
         max_steps=max_steps,
     )
-
-
-def render_steps(peak: Mapping[str, Any], *, title: str = "peak search") -> Table:
-    """A rich table of a search's steps, from :meth:`PeakResult.to_dict` (as reports hold it)."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for name in ("step", "phase", "rate/s", "sent", "attainment %", "worst p99 ms", "SLO"):
-        table.add_column(name, justify="left" if name == "phase" else "right")
-    for i, step in enumerate(peak["steps"], 1):
-        attainment = step["attainment"]
-        p99s = [v for v in step["p99_ms"].values() if v is not None]
-        table.add_row(
-            str(i),
-            step["phase"],
-            f"{step['rate_rps']:.1f}",
-            str(step["sent"]),
-            "-" if attainment is None else f"{attainment * 100:.2f}",
-            f"{max(p99s):.1f}" if p99s else "-",
-            "ok" if step["passed"] else "fail",
-            style=None if step["passed"] else "red",
-        )
-    if peak["found"]:
-        upper = peak["upper_rps"]
-        bound = f", first fail above {upper:.1f}/s" if upper is not None else ", no step failed"
-        table.caption = (
-            f"peak {peak['peak_rps']:.1f}/s{bound} "
-            f"(SLO: {peak['slo_attainment'] * 100:g} % met, p99 within each deadline)"
-        )
-    else:
-        table.caption = "no rate tried met the SLO"
-    return table

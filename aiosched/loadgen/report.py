@@ -1,21 +1,26 @@
-"""The JSON report of a run, and its summary table.
+"""The JSON report of a run (the command line renders it: :mod:`aiosched.cli._render`).
 
 :func:`build_report` turns a :class:`~aiosched.loadgen.result.LoadResult`
 into a JSON-able dict with exactly the keys :data:`REPORT_KEYS`::
 
     config, duration_s, offered_rps, achieved_rps, goodput_rps,
     requests {sent, completed, met_deadline, missed_deadline, rejected, failed, cancelled},
-    latency_ms {p50, p90, p99, p999, max}, send_lag_ms {p50, p99, max},
+    latency_ms {p50, p90, p95, p99, p999, max, mean}, send_lag_ms {p50, p99, max},
     per_model {name: {every key above but config and per_model}},
     batches {count, mean_size, max_concurrency}, predictor {name, mape, p95_ape}
 
 Rates: ``offered_rps`` is sends per second of the sending window;
 ``achieved_rps`` (completed) and ``goodput_rps`` (met their deadline) are per
 second of ``duration_s``, the whole run from the first intended send to the
-last response. Latency is from the intended send time. A value with no data
+last response. Latency is from the intended send time; ``mean`` is exact, the
+percentiles are HdrHistogram's (3 significant figures). A value with no data
 (a percentile of nothing, statistics the caller did not supply) is ``null``.
 ``batches`` and ``predictor`` come from the scheduler's statistics, which the
 caller passes in (:class:`BatchStats`, :class:`PredictorStats`).
+
+``config`` always records ``aiosched_version`` and ``timestamp`` (the start of
+the run, UTC, ISO 8601; ``null`` if it never started), besides what the
+caller passes.
 """
 
 from __future__ import annotations
@@ -25,12 +30,12 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from rich import box
-from rich.table import Table
 
+from aiosched._version import __version__
 from aiosched.loadgen.histogram import Histogram
 from aiosched.loadgen.result import LoadResult, ModelResult
 
@@ -45,7 +50,6 @@ __all__ = [
     "BatchStats",
     "PredictorStats",
     "build_report",
-    "render_summary",
     "write_report",
 ]
 
@@ -72,12 +76,12 @@ REQUEST_KEYS: tuple[str, ...] = (
     "failed",
     "cancelled",
 )
-LATENCY_KEYS: tuple[str, ...] = ("p50", "p90", "p99", "p999", "max")
+LATENCY_KEYS: tuple[str, ...] = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
 SEND_LAG_KEYS: tuple[str, ...] = ("p50", "p99", "max")
 BATCH_KEYS: tuple[str, ...] = ("count", "mean_size", "max_concurrency")
 PREDICTOR_KEYS: tuple[str, ...] = ("name", "mape", "p95_ape")
 
-_LATENCY_PCTS = (50.0, 90.0, 99.0, 99.9)
+_LATENCY_PCTS = (50.0, 90.0, 95.0, 99.0, 99.9)
 _LAG_PCTS = (50.0, 99.0)
 
 
@@ -118,6 +122,9 @@ def _ms(h: Histogram, percentiles: tuple[float, ...], keys: tuple[str, ...]) -> 
         k: _num(v * 1000.0 if v is not None else None) for k, v in zip(keys, values, strict=False)
     }
     out["max"] = _num(h.max_s * 1000.0) if h.count else None
+    if "mean" in keys:
+        mean = h.mean_s
+        out["mean"] = _num(mean * 1000.0) if mean is not None else None
     return out
 
 
@@ -154,6 +161,12 @@ def _section(
     }
 
 
+def _timestamp(at: float | None) -> str | None:
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, tz=UTC).isoformat(timespec="milliseconds")
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, Mapping):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -184,6 +197,8 @@ def build_report(
     """
     merged: dict[str, Any] = dict(result.config)
     merged.update(config or {})
+    merged["aiosched_version"] = __version__
+    merged["timestamp"] = _timestamp(result.started_at)
     merged["stopped_early"] = result.stopped_early
     merged["send_window_s"] = _num(result.send_window_s, 6)
     pmb = per_model_batches or {}
@@ -204,80 +219,3 @@ def write_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Non
     with open(path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2, allow_nan=False)
         f.write("\n")
-
-
-def _fmt(x: Any, spec: str = ".1f") -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def render_summary(report: Mapping[str, Any], *, title: str = "aiosched loadtest") -> Table:
-    """A rich table of a report: one row per model and a total row, rates in the caption."""
-    table = Table(
-        title=f"{title} (latency in ms from the intended send time)",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    table.add_column("model", no_wrap=True)
-    for name in (
-        "sent",
-        "met",
-        "missed",
-        "rej",
-        "fail",
-        "canc",
-        "good/s",
-        "p50",
-        "p99",
-        "p99.9",
-        "max",
-    ):
-        table.add_column(name, justify="right")
-
-    def row(name: str, s: Mapping[str, Any], style: str | None = None) -> None:
-        r, lat = s["requests"], s["latency_ms"]
-        table.add_row(
-            name,
-            str(r["sent"]),
-            str(r["met_deadline"]),
-            str(r["missed_deadline"]),
-            str(r["rejected"]),
-            str(r["failed"]),
-            str(r["cancelled"]),
-            _fmt(s["goodput_rps"]),
-            _fmt(lat["p50"], ".1f"),
-            _fmt(lat["p99"], ".1f"),
-            _fmt(lat["p999"], ".1f"),
-            _fmt(lat["max"], ".1f"),
-            style=style,
-        )
-
-    per_model: Mapping[str, Any] = report["per_model"]
-    for name, section in per_model.items():
-        row(name, section)
-    if len(per_model) != 1:
-        row("total", report, style="bold")
-    r = report["requests"]
-    resolved = r["completed"] + r["rejected"] + r["failed"]
-    miss = 100.0 * (resolved - r["met_deadline"]) / resolved if resolved else None
-    lag = report["send_lag_ms"]
-    lines = [
-        f"{_fmt(report['duration_s'])} s: offered {_fmt(report['offered_rps'])}/s, "
-        f"achieved {_fmt(report['achieved_rps'])}/s, goodput {_fmt(report['goodput_rps'])}/s, "
-        f"deadline miss {_fmt(miss)} %",
-        f"send lag p50 {_fmt(lag['p50'], '.3f')} ms, p99 {_fmt(lag['p99'], '.3f')} ms, "
-        f"max {_fmt(lag['max'], '.3f')} ms",
-    ]
-    b, p = report["batches"], report["predictor"]
-    if b.get("count") is not None:
-        lines.append(
-            f"batches {b['count']}, mean size {_fmt(b['mean_size'], '.2f')}, "
-            f"max concurrency {_fmt(b['max_concurrency'], 'd')}"
-        )
-    if p.get("name") is not None:
-        mape, p95 = _fmt(p["mape"], ".3f"), _fmt(p["p95_ape"], ".3f")
-        lines.append(f"predictor {p['name']}: MAPE {mape}, p95 APE {p95}")
-    if report["config"].get("stopped_early"):
-        lines.append("stopped early")
-    table.caption = "\n".join(lines)
-    return table

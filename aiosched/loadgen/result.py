@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from aiosched.loadgen.histogram import Histogram
+from aiosched.loadgen.timeseries import TimeSeries
 
 __all__ = ["LoadResult", "ModelResult", "RequestCounts"]
 
@@ -93,6 +94,10 @@ class LoadResult:
     stopped_early: bool = False
     config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     """The schedule's config (arrival, rate, seed, models)."""
+    started_at: float | None = None
+    """Wall-clock time (``time.time()``) at the start of the run; ``None`` if it never started."""
+    series: TimeSeries | None = None
+    """Per-second outcomes (:class:`~aiosched.loadgen.timeseries.TimeSeries`), when recorded."""
 
     def total(self) -> ModelResult:
         """All models merged."""

@@ -179,6 +179,10 @@ class Workload:
     def replay(self, trace: Trace, *, duration: float | None = None) -> Schedule:
         """The sends of ``trace`` (those before ``duration``, when given).
 
+        The schedule's window (its ``duration_s``, over which the offered rate
+        is counted) is ``duration`` when that cuts the trace short, else the
+        trace's span, up to its last send.
+
         Each entry's deadline is the trace's, or else its model's. A model that
         is not in this workload raises :class:`TraceError` at its ``file:line``.
         """
@@ -201,8 +205,12 @@ class Workload:
                     f"duration must be a positive number of seconds, got {duration!r}"
                 )
             keep = offsets < duration
+            cut = not bool(keep.all())
             offsets, index, deadlines = offsets[keep], index[keep], deadlines[keep]
-            window = float(duration)
+            # The window is the trace's own span when it ends before ``duration``: its offered
+            # rate is the trace's (a 6.6 s trace at 302/s is not 66.7/s over 30 s).
+            span = float(offsets[-1]) if len(offsets) else 0.0
+            window = float(duration) if cut else span
         else:
             window = float(offsets[-1]) if len(offsets) else 0.0
         config = {

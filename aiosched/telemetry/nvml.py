@@ -5,10 +5,11 @@ slow and too variable for the event loop, so a daemon thread polls it every
 ``interval`` seconds and publishes an immutable mapping; readers on any
 thread take the latest one without locking.
 
-NVML is optional at run time: where ``pynvml`` (the nvidia-ml-py package) is
-missing or NVML fails to initialise (no driver, a container without the
-library), :meth:`NvmlSampler.start` returns ``False`` and the sampler stays
-off, reporting nothing. A metric the device does not support is left out of
+NVML is optional: ``pynvml`` comes from the nvidia-ml-py package (the extra
+``aiosched[cuda]``) and is imported only when a sampler starts. Where it is
+missing (a warning names the extra) or NVML fails to initialise (no driver, a
+container without the library), :meth:`NvmlSampler.start` returns ``False``
+and the sampler stays off, reporting nothing. A metric the device does not support is left out of
 the sample rather than failing the others.
 """
 
@@ -115,7 +116,10 @@ class NvmlSampler:
             try:
                 nvml = self._nvml = importlib.import_module("pynvml")
             except ImportError:
-                log.info("aiosched: pynvml is not installed; GPU telemetry is off")
+                log.warning(
+                    "aiosched: GPU telemetry is off: the pynvml module is missing "
+                    "(install the extra: pip install 'aiosched[cuda]', or nvidia-ml-py)"
+                )
                 return False
         try:
             nvml.nvmlInit()
