@@ -24,7 +24,7 @@ from aiosched.experiments.predictors import (
 )
 from aiosched.experiments.replay import replay
 from aiosched.experiments.workload import Phase, poisson_schedule
-from aiosched.predict import OverlapPredictor, Predictor
+from aiosched.predict import OverlapPredictor, Predictor, QuantilePredictor
 from aiosched.timeline import Execution, Running
 from tests.predict_helpers import profile, trace
 
@@ -122,8 +122,8 @@ def test_accuracy_scores_every_predictor_of_the_roster() -> None:
 
 def test_parse_predictor_specs() -> None:
     predictor = parse_predictor("overlap:quantile=0.9,device_rate=0")
-    assert isinstance(predictor, OverlapPredictor)
-    assert predictor.quantile == 0.9 and predictor.device_rate == 0
+    assert isinstance(predictor, QuantilePredictor) and predictor.quantile == 0.9
+    assert isinstance(predictor.inner, OverlapPredictor) and predictor.inner.device_rate == 0
     for bad in ("nope", "overlap:quantile", "overlap:bogus=1"):
         with pytest.raises(InvalidConfig):
             parse_predictor(bad)

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from aiosched.predict import PREDICTORS, Predictor, StaticPredictor, make_predictor
+from aiosched.predict import (
+    PREDICTORS,
+    OverlapPredictor,
+    Predictor,
+    QuantilePredictor,
+    StaticPredictor,
+    make_predictor,
+)
 from aiosched.testing import check_predictor
 from tests.predict_helpers import served, trace
 
@@ -19,6 +26,10 @@ NAMES = sorted(PREDICTORS)
 # guesses, knows nothing and ignores profiles, so the clauses that need it to learn from a
 # recorded trace or a profile do not apply (check_predictor's learns=False).
 LEARNING = [n for n in NAMES if n != "oracle"]
+
+# The quantile wrapper, as the specs build it, around predictors of each kind: the default
+# (overlap), an online coarse regression, and an offline one (which learns online too).
+WRAPPED = ["overlap:quantile=0.9", "rls:quantile=0.9", "static:quantile=0.5,quantile_step=0.05"]
 
 
 def trained(name: str) -> Predictor:
@@ -39,7 +50,10 @@ def test_every_predictor_keeps_the_contract(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_the_contract_holds_with_other_settings(name: str) -> None:
     # A clone is built from params(), so settings other than the defaults must survive it.
-    settings = {"solo": {"window": 5, "quantile": 0.5}, "overlap": {"quantile": 0.9}}
+    settings = {
+        "solo": {"window": 5, "quantile": 0.5},
+        "overlap": {"device_rate": 0.0, "max_corunners": 4},
+    }
     if name not in settings:
         pytest.skip("checked with its defaults")
     predictor = PREDICTORS[name](**settings[name])
@@ -60,3 +74,15 @@ def test_make_predictor_resolves_the_name(name: str) -> None:
     assert isinstance(predictor, PREDICTORS[name]().__class__)
     assert predictor.name == name
     assert repr(predictor).startswith(type(predictor).__name__ + "(")
+
+
+@pytest.mark.parametrize("spec", WRAPPED)
+def test_the_quantile_wrapper_keeps_the_contract(spec: str) -> None:
+    predictor = make_predictor(spec)
+    assert isinstance(predictor, QuantilePredictor)
+    check_predictor(predictor)
+    assert predictor.clone().params() == predictor.params()
+
+
+def test_a_wrapper_around_a_wrapper_keeps_the_contract() -> None:
+    check_predictor(QuantilePredictor(QuantilePredictor(OverlapPredictor(), 0.5), 0.9))

@@ -11,9 +11,10 @@ import pytest
 from aiosched.errors import InvalidConfig
 from aiosched.predict import EwmaPredictor, RlsPredictor, SgdPredictor, StaticPredictor
 from aiosched.predict.features import FeatureSpace, peer_spans, realized_segments
+from aiosched.predict.interpolate import interpolate
 from aiosched.predict.learners import RLS, SGD, fit_least_squares
 from aiosched.predict.overlap import OverlapPredictor
-from aiosched.predict.solotable import SoloTable, interpolate
+from aiosched.predict.solotable import SoloTable
 from aiosched.timeline import Execution, Peer, Running
 from tests.predict_helpers import running, served, trace
 

@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from ..clock import Clock, LoopClock
-from ..errors import InvalidConfig
+from ..errors import AioschedError, InvalidConfig
 from ..spec import ModelSpec
 from .base import Backend, Completion, DoneCallback, LaneFailure
 
@@ -57,7 +57,7 @@ _EPS = 1e-7
 _HANG_FACTOR = 1e6  # how much longer a batch with a hanging input runs
 
 
-class SimModelError(Exception):
+class SimModelError(AioschedError):
     """A simulated model rejected an input of its batch (fault injection)."""
 
 

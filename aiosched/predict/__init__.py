@@ -6,20 +6,27 @@
 - ``overlap``: fine-grained, trained on realized overlaps, online (:mod:`.overlap`).
 - ``oracle``: the sim backend's ground truth, simulated forward (:mod:`.oracle`; sim only).
 
+``quantile=q`` in any of their specs wraps the predictor in a
+:class:`QuantilePredictor` (:mod:`.quantile`), which predicts that quantile
+of the latency instead of its expectation: ``"overlap:quantile=0.9"`` (the
+scheduler's default) is ``QuantilePredictor(OverlapPredictor(), 0.9)``.
+
 :class:`Profile` (:mod:`.profile`) seeds any of them with measured solo latencies.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import InvalidConfig
-from .base import ErrorSummary, Predictor
+from .base import ErrorSummary, Predictor, Recipe
 from .baselines import CoarsePredictor, EwmaPredictor, RlsPredictor, SgdPredictor, StaticPredictor
 from .oracle import OraclePredictor
 from .overlap import OverlapPredictor
 from .profile import Profile, ProfilePoint
+from .quantile import QuantilePredictor
 from .solo import SoloPredictor
 
 __all__ = [
@@ -32,6 +39,8 @@ __all__ = [
     "Predictor",
     "Profile",
     "ProfilePoint",
+    "QuantilePredictor",
+    "Recipe",
     "RlsPredictor",
     "SgdPredictor",
     "SoloPredictor",
@@ -53,8 +62,12 @@ PREDICTORS: dict[str, Callable[[], Predictor]] = {
 def make_predictor(spec: str | Predictor) -> Predictor:
     """A predictor object, or a fresh one from ``"name"`` or ``"name:key=value,..."``.
 
-    ``"overlap:quantile=0.9"`` is ``OverlapPredictor(quantile=0.9)``; values
-    are numbers, ``true``/``false`` or ``none``.
+    Values are numbers, ``true``/``false`` or ``none``. ``quantile`` (and
+    ``quantile_step``, the margin's step) wrap the predictor in a
+    :class:`QuantilePredictor`: ``"overlap:quantile=0.9,device_rate=0"`` is
+    ``QuantilePredictor(OverlapPredictor(device_rate=0), 0.9)``. A predictor
+    that takes a ``quantile`` itself (``solo``) gets it instead, and
+    ``quantile=none`` leaves the predictor as it is.
     """
     if isinstance(spec, Predictor):
         return spec
@@ -73,10 +86,28 @@ def make_predictor(spec: str | Predictor) -> Predictor:
         if not eq:
             raise InvalidConfig(f"predictor option {item!r} is not key=value")
         kwargs[key.strip()] = _value(raw.strip())
+    wrap: dict[str, Any] = {}
+    if not _takes(factory, "quantile"):
+        quantile = kwargs.pop("quantile", None)
+        if "quantile_step" in kwargs:
+            if quantile is None:
+                raise InvalidConfig(f"predictor {name!r}: quantile_step needs a quantile")
+            wrap["step"] = kwargs.pop("quantile_step")
+        if quantile is not None:
+            wrap["quantile"] = quantile
     try:
-        return factory(**kwargs)
+        predictor = factory(**kwargs)
+        return QuantilePredictor(predictor, **wrap) if wrap else predictor
     except (TypeError, ValueError) as exc:
         raise InvalidConfig(f"bad options for predictor {name!r}: {exc}") from None
+
+
+def _takes(factory: Callable[..., Predictor], argument: str) -> bool:
+    """Whether ``factory`` has a parameter named ``argument`` (its own ``quantile``, say)."""
+    try:
+        return argument in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature to read: let the call decide
+        return False
 
 
 def _value(raw: str) -> Any:

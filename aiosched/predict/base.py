@@ -23,7 +23,7 @@ from ..timeline import Execution, Running
 if TYPE_CHECKING:
     from .profile import Profile
 
-__all__ = ["ErrorSummary", "Predictor"]
+__all__ = ["ErrorSummary", "Predictor", "Recipe"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +128,32 @@ class Predictor(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A predictor's type and settings, for the ``params()`` of a predictor built around another.
+
+    ``params()`` must describe a *fresh* predictor and compare equal across
+    clones; a live inner predictor would do neither (it carries what it has
+    learnt, and predictors compare by identity). A wrapper's constructor takes
+    a ``Recipe`` where it takes a predictor, and :meth:`build` makes the fresh one.
+    """
+
+    kind: type[Predictor]
+    params: dict[str, Any]
+
+    @classmethod
+    def of(cls, predictor: Predictor) -> Recipe:
+        return cls(type(predictor), predictor.params())
+
+    def build(self) -> Predictor:
+        """A fresh, untrained predictor of ``kind`` with these settings."""
+        return self.kind(**self.params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{self.kind.__name__}({args})"
 
 
 @functools.cache

@@ -66,9 +66,9 @@ which. (On the sim backend, knowing the co-runners' true end times instead of
 their projected ones barely changes the error: what is left after the
 projection is noise and who joins later.)
 
-``quantile`` (say 0.9) turns the expected latency into that quantile, with a
-per-model margin learnt online from the errors: what a scheduler wants when
-it sizes batches against deadlines. Unset, ``predict`` is the expectation.
+``predict`` is the expected latency. The scheduler's default wraps it in
+:class:`~aiosched.predict.quantile.QuantilePredictor` (``overlap:quantile=0.9``)
+to size batches against a high quantile instead.
 
 Cost. ``predict`` is dictionary look-ups and a few float operations per
 co-runner, with the projection reused for the repeated calls of one dispatch
@@ -183,7 +183,6 @@ class _Target:
         "blocks",
         "contrib",
         "joined",
-        "margin",
         "rls",
         "solo",
         "tau",
@@ -203,7 +202,6 @@ class _Target:
         # The co-runner models it has run beside -> the index of their block in the RLS,
         # least recently seen first.
         self.blocks: dict[str, int] = {}
-        self.margin = 0.0  # log of the factor from the expected latency to the quantile
         # Joined-later expectation per key: decayed sums of the share of time lost to
         # batches that joined later, and of the time it was measured over; and their ratio.
         self.joined: dict[_Key, list[float]] = {}
@@ -223,11 +221,12 @@ class OverlapPredictor(Predictor):
     variance); ``background_memory`` the forgetting of the joined-later
     expectation; ``device_rate`` the step of the device factor (0 turns it
     off) and ``device_window`` the run of executions that make it jump (0: it
-    never jumps); ``quantile`` and ``quantile_step`` the optional quantile margin;
-    ``max_slowdown`` bounds any predicted slowdown; ``default`` is the guess
-    in seconds at batch 1 for a model never seen; ``max_corunners`` bounds the
-    co-runner models each target keeps weights for (the least recently seen
-    beyond it are forgotten, and count as a model never seen beside it).
+    never jumps); ``max_slowdown`` bounds any predicted slowdown; ``default``
+    is the guess in seconds at batch 1 for a model never seen;
+    ``max_corunners`` bounds the co-runner models each target keeps weights
+    for (the least recently seen beyond it are forgotten, and count as a model
+    never seen beside it). ``predict`` is the expectation (for a quantile:
+    :class:`~aiosched.predict.quantile.QuantilePredictor`).
     """
 
     name = "overlap"
@@ -239,18 +238,12 @@ class OverlapPredictor(Predictor):
         delta: float = 10.0,
         background_memory: float = 0.99,
         device_rate: float = 0.1,
-        quantile: float | None = None,
-        quantile_step: float = 0.01,
         max_slowdown: float = 20.0,
         default: float = 0.01,
         max_corunners: int = 32,
         device_window: int = 8,
     ) -> None:
         super().__init__()
-        if quantile is not None and not 0.0 < quantile < 1.0:
-            raise InvalidConfig("quantile must be in (0, 1) or None")
-        if not 0.0 < quantile_step <= 0.1:
-            raise InvalidConfig("quantile_step must be in (0, 0.1]")
         if not 0.0 <= device_rate <= 0.5:
             raise InvalidConfig("device_rate must be in [0, 0.5]")
         if not 0.0 < background_memory < 1.0:
@@ -269,8 +262,6 @@ class OverlapPredictor(Predictor):
         self.delta = delta
         self.background_memory = background_memory
         self.device_rate = device_rate
-        self.quantile = quantile
-        self.quantile_step = quantile_step
         self.max_slowdown = max_slowdown
         self.default = default
         self.max_corunners = max_corunners
@@ -292,16 +283,6 @@ class OverlapPredictor(Predictor):
     # -- prediction (hot path) ------------------------------------------------
 
     def predict(self, model: str, batch_size: int, running: Sequence[Running], now: float) -> float:
-        expected = self.expected(model, batch_size, running, now)
-        if self.quantile is None:
-            return expected
-        target = self._targets.get(model)
-        return expected if target is None else expected * math.exp(target.margin)
-
-    def expected(
-        self, model: str, batch_size: int, running: Sequence[Running], now: float
-    ) -> float:
-        """The expected latency (what :meth:`predict` returns unless a ``quantile`` is set)."""
         target = self._targets.get(model)
         if target is None:
             return self.default * math.sqrt(max(1, batch_size))
@@ -418,8 +399,6 @@ class OverlapPredictor(Predictor):
         if not execution.ok:
             return
         latency = execution.latency
-        if self.quantile is not None and not execution.warmup:
-            self._track_margin(execution)
         self._remember(execution.id, execution.start)
         if not (latency > 0 and math.isfinite(latency)):
             return
@@ -644,20 +623,6 @@ class OverlapPredictor(Predictor):
         self._level.update(math.log(latency / explained), self.device_rate)
         self._device = self._level.factor
         self._plan_key = (None, math.nan, "")
-
-    def _track_margin(self, execution: Execution) -> None:
-        """Move the model's margin one step towards the quantile of log(actual / expected).
-
-        The online quantile (pinball-loss SGD) needs no window: a step up when
-        the execution took longer than the margin allowed, a smaller one down
-        otherwise, so that a fraction ``quantile`` of them end up under it.
-        """
-        target = self._targets.get(execution.model)
-        predicted = execution.predicted
-        if target is None or self.quantile is None or not (predicted > 0):
-            return
-        over = execution.latency > predicted
-        target.margin += self.quantile_step * (self.quantile - (0.0 if over else 1.0))
 
     def _remember(self, ident: int, start: float) -> None:
         self._starts[ident] = start

@@ -3,7 +3,7 @@
 A :class:`Profile` holds, per model and measured batch size, the median and
 99th-percentile latency of batches run alone on one lane, and the throughput
 that implies. Sizes that were not measured are interpolated
-(:func:`~aiosched.predict.solotable.interpolate`). Profiles are saved as
+(:func:`~aiosched.predict.interpolate.interpolate`). Profiles are saved as
 JSON and seed any predictor (:meth:`aiosched.predict.Predictor.seed`), so a
 scheduler starts from measurements instead of defaults.
 
@@ -26,7 +26,7 @@ from typing import Any
 from ..backends.base import Backend, Completion
 from ..errors import InvalidConfig, ModelError
 from ..spec import ModelSpec
-from .solotable import interpolate
+from .interpolate import interpolate
 
 __all__ = ["FORMAT", "Profile", "ProfilePoint", "measure"]
 

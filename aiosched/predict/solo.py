@@ -12,7 +12,7 @@ locks its size out: the policy stops choosing the size, so it never runs to
 show that the device recovered. Two rules keep a path for evidence.
 
 - A run that shows the device sped up against its size's level
-  (:func:`~aiosched.predict.solotable.sped_up`) drops from that size's window
+  (:func:`~aiosched.predict.interpolate.sped_up`) drops from that size's window
   every latency it shows the same against: they describe a device that is
   gone. It keeps the rest, and it leaves the other sizes alone. Rescaling
   every size by one size's ratio (as
@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from ..errors import InvalidConfig
 from ..timeline import Execution, Running
 from .base import Predictor
-from .solotable import interpolate, sped_up
+from .interpolate import interpolate, sped_up
 
 __all__ = ["SoloPredictor"]
 
