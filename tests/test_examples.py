@@ -27,6 +27,23 @@ def _load(name: str) -> ModuleType:
     return module
 
 
+README = EXAMPLES.parent / "README.md"
+
+
+def test_basic(capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(_load("basic").main())
+    out = capsys.readouterr().out
+    assert "mobilenet_v3_small" in out and "squeezenet1_1" in out
+
+
+def test_the_readme_example_runs_and_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    text = README.read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, str(README), "exec"), {"__name__": "readme_example"})
+    out = capsys.readouterr().out
+    assert out.startswith("class ") and out.rstrip().endswith("1 met"), out
+
+
 def test_custom_model(capsys: pytest.CaptureFixture[str]) -> None:
     example = _load("custom_model")
     counts = aiosched.run(example.main(40))
