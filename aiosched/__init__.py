@@ -122,6 +122,12 @@ _WHERE: dict[str, str] = {
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
+        # A submodule not imported yet (``aiosched.scheduler``), as an eager package has them.
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
         raise AttributeError(f"module 'aiosched' has no attribute {name!r}")
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value

@@ -75,3 +75,13 @@ def test_loadtest_without_prometheus_client_fails_before_running(
     result = CliRunner().invoke(app, [*args, "--metrics-port", "9464"])
     assert result.exit_code == 2
     assert "aiosched[prometheus]" in result.output
+
+
+def test_names_and_submodules_load_on_first_use() -> None:
+    import aiosched
+
+    assert aiosched.scheduler.DEFAULT_PREDICTOR == "overlap:quantile=0.9"
+    assert aiosched.Scheduler is aiosched.scheduler.Scheduler
+    assert set(aiosched.__all__) <= set(dir(aiosched))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = aiosched.nope  # type: ignore[attr-defined]
