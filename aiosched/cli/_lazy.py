@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Drive an open-loop workload through the scheduler and report latency and goodput.",
     ),
     "profile": ("profile", "Measure solo latency and throughput per model and batch size."),
+    "report": (
+        "report",
+        "Draw figures and an HTML page from loadtest, compare and timeline files.",
+    ),
     "version": ("version", "Print aiosched's version and what it runs on."),
 }
 

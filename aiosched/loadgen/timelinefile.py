@@ -173,9 +173,7 @@ def read_timeline(path: str | os.PathLike[str]) -> list[TimelineRow]:
             if name.lower().endswith(".csv"):
                 reader = csv.DictReader(f)
                 if reader.fieldnames is None or tuple(reader.fieldnames) != TIMELINE_FIELDS:
-                    raise TimelineError(
-                        f"{name}:1: the header must be {','.join(TIMELINE_FIELDS)}"
-                    )
+                    raise TimelineError(f"{name}:1: the header must be {','.join(TIMELINE_FIELDS)}")
                 rows = [_row(dict(raw), f"{name}:{i}") for i, raw in enumerate(reader, 2)]
             else:
                 rows = []
