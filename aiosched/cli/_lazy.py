@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "loadtest",
         "Drive an open-loop workload through the scheduler and report latency and goodput.",
     ),
+    "mlperf": (
+        "mlperf",
+        "Run MLPerf LoadGen against the embedded scheduler and print LoadGen's summary.",
+    ),
     "profile": ("profile", "Measure solo latency and throughput per model and batch size."),
     "report": (
         "report",
