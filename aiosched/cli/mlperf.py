@@ -81,10 +81,13 @@ def register(app: typer.Typer) -> None:
                 log_dir=None if log_dir is None else str(log_dir),
             )
             _check_model(cfg.backend, cfg.model_name)
-            require_loadgen()
         except InvalidConfig as exc:
             raise fail(exc) from None
         check_lanes(cfg.backend, lanes)
+        try:
+            require_loadgen()  # after the options: a bad one is named even without LoadGen
+        except InvalidConfig as exc:
+            raise fail(exc) from None
         try:
             result = run_mlperf(cfg)
         except (AioschedError, OSError) as exc:
