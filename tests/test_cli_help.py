@@ -36,6 +36,8 @@ _PROBE = textwrap.dedent(
         code = exc.code
     else:
         code = 0
+    extras = [m for m in ("matplotlib", "mlperf_loadgen") if m in sys.modules]
+    print("EXTRAS", ",".join(extras) or "-")
     print("EXIT", code, "TORCH", "torch" in sys.modules)
     """
 )
@@ -62,6 +64,8 @@ def _probe(args: list[str], *, stub: bool) -> tuple[int | None, bool, str]:
         ["profile", "--help"],
         ["experiment", "--help"],
         ["experiment", "predictors", "--help"],
+        ["report", "--help"],
+        ["mlperf", "--help"],
     ],
 )
 def test_the_command_line_itself_imports_no_torch_for_help(args: list[str]) -> None:
@@ -69,6 +73,15 @@ def test_the_command_line_itself_imports_no_torch_for_help(args: list[str]) -> N
     assert code in (0, None), out
     assert not torch, f"aiosched {' '.join(args)} imported torch"
     assert ("aiosched" in out) and (__version__ in out if args == ["--version"] else True)
+
+
+@pytest.mark.parametrize("args", [["report", "--help"], ["mlperf", "--help"]])
+def test_help_imports_no_optional_extra(args: list[str]) -> None:
+    """matplotlib (report) and LoadGen (mlperf) are imported when the command runs, not before."""
+    code, _, out = _probe(args, stub=False)
+    assert code in (0, None), out
+    extras = [line for line in out.splitlines() if line.startswith("EXTRAS ")][-1]
+    assert extras == "EXTRAS -", f"aiosched {' '.join(args)} imported {extras.split()[1]}"
 
 
 @pytest.mark.parametrize("args", [["--help"], ["loadtest", "--help"], ["--version"]])

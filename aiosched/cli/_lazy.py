@@ -30,7 +30,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "loadtest",
         "Drive an open-loop workload through the scheduler and report latency and goodput.",
     ),
+    "mlperf": (
+        "mlperf",
+        "Run MLPerf LoadGen against the embedded scheduler and print LoadGen's summary.",
+    ),
     "profile": ("profile", "Measure solo latency and throughput per model and batch size."),
+    "report": (
+        "report",
+        "Draw figures and an HTML page from loadtest, compare and timeline files.",
+    ),
     "version": ("version", "Print aiosched's version and what it runs on."),
 }
 

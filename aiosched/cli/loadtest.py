@@ -8,7 +8,10 @@ peak; the JSON report has the search under ``config.peak``. Bad options or files
 with a one-line message and exit code 2, before the run where they can be
 checked (``--json`` and ``--csv`` are tried for writing first); Ctrl-C stops
 sending, drains, and still prints and writes the report. ``--csv FILE`` writes
-the measured run's per-second time series (:mod:`aiosched.loadgen.timeseries`).
+the measured run's per-second time series (:mod:`aiosched.loadgen.timeseries`);
+``--timeline FILE`` its executions, one per batch run (model, lane, start, end,
+batch size, predicted latency: :mod:`aiosched.loadgen.timelinefile`), which
+``aiosched report`` draws.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when 
     from ..loadgen.harness import LoadtestConfig
     from ..scheduler import Scheduler
     from ..telemetry.prometheus import PrometheusExporter
+    from ..timeline import Execution
 
 
 def _rate(value: str) -> tuple[float | None, str]:
@@ -103,6 +107,14 @@ def register(app: typer.Typer) -> None:
                 "rejected, p50/p99 ms)",
             ),
         ] = None,
+        timeline_path: Annotated[
+            Path | None,
+            typer.Option(
+                "--timeline",
+                help="write the measured run's executions here (model, lane, start, end, "
+                "batch size, predicted latency; JSON lines, or CSV for a .csv name)",
+            ),
+        ] = None,
         live: Annotated[bool, typer.Option("--live/--no-live", help="rich live view")] = True,
         metrics_port: Annotated[
             int | None,
@@ -137,6 +149,8 @@ def register(app: typer.Typer) -> None:
             check_writable(json_path)
         if csv_path is not None:
             check_writable(csv_path, "--csv")
+        if timeline_path is not None:
+            check_writable(timeline_path, "--timeline")
         if metrics_port is not None:
             from ..telemetry.prometheus import require_prometheus
 
@@ -167,7 +181,10 @@ def register(app: typer.Typer) -> None:
         check_lanes(resolve_backend(cfg.backend), lanes)
         try:
             metrics = None if metrics_port is None else (metrics_port, metrics_addr)
-            report, _, series = _run(cfg, console, live and console.is_terminal, metrics)
+            executions: list[Execution] = []
+            report, _, series = _run(
+                cfg, console, live and console.is_terminal, metrics, executions
+            )
         except (AioschedError, OSError) as exc:
             raise fail(exc) from None
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -190,14 +207,28 @@ def register(app: typer.Typer) -> None:
             except OSError as exc:
                 raise fail(f"cannot write {csv_path}: {exc}") from None
             console.print(f"time series ({len(series)} s) written to {csv_path}")
+        if timeline_path is not None:
+            from ..loadgen.timelinefile import rows_from_executions, write_timeline
+
+            rows = rows_from_executions(executions)
+            try:
+                write_timeline(rows, timeline_path)
+            except OSError as exc:
+                raise fail(f"cannot write {timeline_path}: {exc}") from None
+            console.print(f"timeline ({len(rows)} executions) written to {timeline_path}")
 
 
 def _run(
-    cfg: LoadtestConfig, console: Console, live: bool, metrics: tuple[int, str] | None = None
+    cfg: LoadtestConfig,
+    console: Console,
+    live: bool,
+    metrics: tuple[int, str] | None = None,
+    executions: list[Execution] | None = None,
 ) -> tuple[dict[str, Any], SchedulerSnapshot, TimeSeries | None]:
     """Run the load test; the report, the last snapshot and the run's per-second series.
 
-    ``metrics`` is ``(port, address)`` for a Prometheus exporter during the measured run.
+    ``metrics`` is ``(port, address)`` for a Prometheus exporter during the measured run;
+    ``executions``, when given, receives the measured run's executions.
     """
     from .. import simtime
     from .._runtime import run
@@ -267,6 +298,7 @@ def _run(
                 on_peak=on_peak,
                 on_result=results.append,
                 instrument=instrument,
+                on_executions=None if executions is None else executions.extend,
             )
         finally:
             for exporter in exporters:

@@ -393,6 +393,7 @@ class LoadtestSession:
         handle_sigint: bool = False,
         on_result: Callable[[LoadResult], None] | None = None,
         instrument: Callable[[Target], Target] | None = None,
+        on_executions: Callable[[list[Execution]], None] | None = None,
     ) -> dict[str, Any]:
         """Drive ``schedule`` to the end (every request resolved) and return its report.
 
@@ -402,7 +403,8 @@ class LoadtestSession:
         the driver's :class:`~aiosched.loadgen.result.LoadResult` (with its
         per-second :class:`~aiosched.loadgen.timeseries.TimeSeries`).
         ``instrument`` wraps the scheduler's ``infer`` (after ``on_start``), for
-        an exporter that times the calls.
+        an exporter that times the calls. ``on_executions`` gets the run's
+        finished executions (``aiosched loadtest --timeline``).
         """
         sched = self.scheduler
         gc.collect()  # the previous run's garbage is not this run's to collect
@@ -432,6 +434,8 @@ class LoadtestSession:
             on_result(result)
         after = sched.snapshot()
         executions = _new_executions(sched, last_id)
+        if on_executions is not None:
+            on_executions(executions)
         per_model: dict[str, dict[int, int]] = {}
         sizes: dict[int, int] = {}
         for name, m in after.models.items():
@@ -524,6 +528,7 @@ async def run_loadtest(
     handle_sigint: bool = False,
     on_result: Callable[[LoadResult], None] | None = None,
     instrument: Callable[[Target], Target] | None = None,
+    on_executions: Callable[[list[Execution]], None] | None = None,
 ) -> tuple[dict[str, Any], SchedulerSnapshot]:
     """Run one load test; returns the report and the final snapshot (after closing).
 
@@ -536,7 +541,7 @@ async def run_loadtest(
     :meth:`~aiosched.loadgen.peak.PeakResult.to_dict`), ``rate_fraction`` and
     ``rate_target`` (the rate asked for; ``rate`` is the offered one).
     ``on_result`` gets the measured run's :class:`~aiosched.loadgen.result.LoadResult`
-    (not the search's).
+    (not the search's), ``on_executions`` its finished executions.
     """
     session = LoadtestSession(cfg)
     async with session:
@@ -572,5 +577,6 @@ async def run_loadtest(
             handle_sigint=handle_sigint,
             on_result=on_result,
             instrument=instrument,
+            on_executions=on_executions,
         )
     return report, session.scheduler.snapshot()
