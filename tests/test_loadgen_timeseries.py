@@ -174,3 +174,24 @@ def test_a_trace_cut_by_the_duration_is_offered_over_the_duration(tmp_path: Path
     schedule = Workload.for_trace(trace, None, default_deadline_ms=50).replay(trace, duration=1.0)
     assert schedule.duration_s == 1.0 and len(schedule) == 200
     assert schedule.offered_rps == pytest.approx(200.0)
+
+
+def test_past_bins_keep_their_percentiles_not_their_samples() -> None:
+    import numpy as np
+
+    from aiosched.loadgen.timeseries import TimeSeries
+
+    series = TimeSeries()
+    rng = np.random.default_rng(0)
+    latencies = {k: rng.uniform(0.001, 0.1, size=200) for k in range(5)}
+    for k, lat in latencies.items():
+        for i, x in enumerate(lat):
+            series.offered(k + i / 200)
+            series.resolved(k + i / 200, "met", float(x))
+    assert all(len(a) == 0 for a in series._latency[:4])  # a long run holds one bin's samples
+    for row in series.rows():
+        k = int(row.t_s)
+        p50, p99 = np.percentile(latencies[k], (50.0, 99.0))
+        assert row.p50_ms == pytest.approx(p50 * 1000.0)
+        assert row.p99_ms == pytest.approx(p99 * 1000.0)
+        assert row.met == 200

@@ -84,7 +84,7 @@ class SeriesRow:
 class TimeSeries:
     """Counts and latencies of a run in bins of ``bin_s`` seconds (see the module docstring)."""
 
-    __slots__ = ("_counts", "_latency", "_offered", "bin_s")
+    __slots__ = ("_counts", "_done", "_latency", "_offered", "_pct", "bin_s")
 
     def __init__(self, bin_s: float = 1.0) -> None:
         if not (math.isfinite(bin_s) and bin_s > 0):
@@ -93,6 +93,11 @@ class TimeSeries:
         self._offered: list[int] = []
         self._counts: dict[Outcome, list[int]] = {o: [] for o in _OUTCOMES}
         self._latency: list[array[float]] = []
+        # Completions arrive in time order, so a bin before the current one gets no more
+        # latencies: it is reduced to its percentiles and its samples freed, or a long run
+        # would hold every request's latency (8 MiB per million requests).
+        self._pct: list[tuple[float | None, float | None]] = []
+        self._done = 0  # bins [0, _done) are reduced
 
     def _bin(self, at_s: float) -> int:
         k = int(at_s / self.bin_s) if at_s > 0 else 0
@@ -112,20 +117,24 @@ class TimeSeries:
         k = self._bin(at_s)
         self._counts[outcome][k] += 1
         if latency_s is not None:
+            if k < self._done:  # out of order after all: keep the sample, count it late
+                k = self._done
             self._latency[k].append(latency_s)
+        if k > self._done:
+            self._reduce(k)
+
+    def _reduce(self, upto: int) -> None:
+        for i in range(self._done, upto):
+            self._pct.append(_percentiles(self._latency[i]))
+            self._latency[i] = array("d")
+        self._done = upto
 
     def __len__(self) -> int:
         return len(self._offered)
 
     def rows(self) -> Iterator[SeriesRow]:
         for k in range(len(self._offered)):
-            lat = self._latency[k]
-            if lat:
-                p50, p99 = np.percentile(np.frombuffer(lat, dtype=np.float64), (50.0, 99.0))
-                p50_ms: float | None = float(p50) * 1000.0
-                p99_ms: float | None = float(p99) * 1000.0
-            else:
-                p50_ms = p99_ms = None
+            p50_ms, p99_ms = self._pct[k] if k < self._done else _percentiles(self._latency[k])
             yield SeriesRow(
                 t_s=round(k * self.bin_s, 9),
                 offered=self._offered[k],
@@ -145,3 +154,11 @@ class TimeSeries:
             writer.writerow(CSV_COLUMNS)
             for row in self.rows():
                 writer.writerow(row.as_csv())
+
+
+def _percentiles(lat: array[float]) -> tuple[float | None, float | None]:
+    """p50 and p99 in milliseconds, ``None`` for a bin with no completions."""
+    if not lat:
+        return None, None
+    p50, p99 = np.percentile(np.frombuffer(lat, dtype=np.float64), (50.0, 99.0))
+    return float(p50) * 1000.0, float(p99) * 1000.0
