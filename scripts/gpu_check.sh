@@ -32,7 +32,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-python3}
 WHEELS=${AIOSCHED_WHEELS:-$ROOT/.whl}
 # The dev versions these tests run with here; hdrhistogram has a compiled part, hence cp312.
-WHEEL_PINS=(pytest-asyncio==1.5.0 looptime==0.9 hdrhistogram==0.10.8)
+WHEEL_PINS=(pytest-asyncio==1.5.0 hdrhistogram==0.10.8)
 MODELS=${GPU_CHECK_MODELS:-resnet50,mobilenet_v3_small,vit_b_16}
 BATCH_SIZES=${GPU_CHECK_BATCH_SIZES:-1,2,4,8,16,32}
 
@@ -120,7 +120,7 @@ if ((${#wheels[@]})); then
         --target "$SITE" "${wheels[@]}" >>"$ENV_LOG" 2>&1 ||
         note "warn  installing wheels from $WHEELS failed (see env.log)"
 else
-    note "warn  no wheels in $WHEELS: tests needing pytest-asyncio, looptime or hdrhistogram fail"
+    note "warn  no wheels in $WHEELS: tests needing pytest-asyncio or hdrhistogram fail"
 fi
 export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # A pytest-asyncio newer than the machine's pytest stops every pytest run; better without it.
