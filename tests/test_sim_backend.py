@@ -295,26 +295,24 @@ def test_a_hook_calling_sys_exit_fails_its_batch_and_a_ctrl_c_still_stops_the_ru
         simtime.run(stopped())
 
 
-def test_misuse_raises() -> None:
-    async def main() -> None:
-        backend = SimBackend(lanes=2)
-        backend.load(flat_spec())
-        with pytest.raises(RuntimeError, match="start"):
-            backend.submit(0, flat_spec(), [0], lambda c: None)
-        await started(backend)
-        submit(backend, 0, flat_spec(), [0])
-        with pytest.raises(RuntimeError, match="busy"):
-            backend.submit(0, flat_spec(), [0], lambda c: None)
-        for lane in (-1, 2, True):
-            with pytest.raises(InvalidConfig, match="lane"):
-                backend.submit(lane, flat_spec(), [0], lambda c: None)
-        with pytest.raises(RuntimeError, match="not loaded"):
-            backend.submit(1, flat_spec("other"), [0], lambda c: None)
-        with pytest.raises(InvalidConfig):
-            backend.submit(1, flat_spec(), [], lambda c: None)
-        await backend.aclose()
-
-    simtime.run(main())
+@pytest.mark.sim
+async def test_misuse_raises() -> None:
+    backend = SimBackend(lanes=2)
+    backend.load(flat_spec())
+    with pytest.raises(RuntimeError, match="start"):
+        backend.submit(0, flat_spec(), [0], lambda c: None)
+    await started(backend)
+    submit(backend, 0, flat_spec(), [0])
+    with pytest.raises(RuntimeError, match="busy"):
+        backend.submit(0, flat_spec(), [0], lambda c: None)
+    for lane in (-1, 2, True):
+        with pytest.raises(InvalidConfig, match="lane"):
+            backend.submit(lane, flat_spec(), [0], lambda c: None)
+    with pytest.raises(RuntimeError, match="not loaded"):
+        backend.submit(1, flat_spec("other"), [0], lambda c: None)
+    with pytest.raises(InvalidConfig):
+        backend.submit(1, flat_spec(), [], lambda c: None)
+    await backend.aclose()
 
 
 def test_load_resolves_catalogue_names_and_rejects_the_rest() -> None:
