@@ -23,20 +23,18 @@ def _runs(sched: aiosched.Scheduler) -> int:
     return sum(1 for e in sched.timeline if not e.warmup)
 
 
-def test_a_poisoned_batch_is_bisected_not_rerun_one_by_one() -> None:
+@pytest.mark.sim
+async def test_a_poisoned_batch_is_bisected_not_rerun_one_by_one() -> None:
     """A batch of 8 with one bad input: log2(8) rounds of halves find it, the other seven
     are served, and far fewer runs than eight reruns alone."""
     model = flat_model(0.010, fails=lambda x: x == 5)
 
-    async def main() -> tuple[list[Any], int]:
-        async with aiosched.Scheduler(sim(lanes=1, m=model), predictor="solo") as sched:
-            sched.register("m", max_batch_size=8, warmup=False)
-            results = await asyncio.gather(
-                *(sched.infer("m", i, deadline=10.0) for i in range(8)), return_exceptions=True
-            )
-            return results, _runs(sched)
-
-    results, runs = simtime.run(main())
+    async with aiosched.Scheduler(sim(lanes=1, m=model), predictor="solo") as sched:
+        sched.register("m", max_batch_size=8, warmup=False)
+        results = await asyncio.gather(
+            *(sched.infer("m", i, deadline=10.0) for i in range(8)), return_exceptions=True
+        )
+        runs = _runs(sched)
     assert [r for i, r in enumerate(results) if i != 5] == [0, 1, 2, 3, 4, 6, 7]
     assert isinstance(results[5], aiosched.ModelError)
     assert runs <= 1 + 2 * 3  # the batch, then two halves per round at most
