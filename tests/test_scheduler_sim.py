@@ -436,7 +436,8 @@ def test_a_batch_waits_rather_than_make_a_running_one_late() -> None:
     assert not met and gap < 0  # predicted harmless: they overlap and "a" is late
 
 
-def test_a_profile_seeds_the_predictor_before_any_run(tmp_path: object) -> None:
+@pytest.mark.sim
+async def test_a_profile_seeds_the_predictor_before_any_run(tmp_path: object) -> None:
     from pathlib import Path
 
     from aiosched.predict import Profile, ProfilePoint
@@ -449,12 +450,9 @@ def test_a_profile_seeds_the_predictor_before_any_run(tmp_path: object) -> None:
     path = tmp_path / "p.json"
     profile.save(path)
 
-    async def main() -> None:
-        async with aiosched.Scheduler(sim(), predictor="solo", profile=path) as sched:
-            assert sched.predictor.knows("m")
-            assert sched.predictor.predict("m", 4, (), 0.0) == pytest.approx(0.05)
-
-    simtime.run(main())
+    async with aiosched.Scheduler(sim(), predictor="solo", profile=path) as sched:
+        assert sched.predictor.knows("m")
+        assert sched.predictor.predict("m", 4, (), 0.0) == pytest.approx(0.05)
     with pytest.raises(aiosched.InvalidConfig):
         aiosched.Scheduler(sim(), profile=tmp_path / "missing.json")
 
@@ -494,7 +492,8 @@ async def test_close_without_drain_rejects_requests_put_back_after_a_failed_batc
     assert all(isinstance(r, aiosched.SchedulerClosed) for r in results)
 
 
-def test_an_unknown_model_past_its_deadline_does_not_spin_the_dispatcher() -> None:
+@pytest.mark.sim
+async def test_an_unknown_model_past_its_deadline_does_not_spin_the_dispatcher() -> None:
     steps = 0
 
     class Counting(aiosched.EdfPolicy):
@@ -503,18 +502,15 @@ def test_an_unknown_model_past_its_deadline_does_not_spin_the_dispatcher() -> No
             steps += 1
             return super().step(view)
 
-    async def main() -> None:
-        async with aiosched.Scheduler(
-            sim(lanes=1, m=flat_model(0.100)), policy=Counting(), predictor="solo"
-        ) as sched:
-            sched.register("m", max_batch_size=1, warmup=False)  # the predictor knows nothing
-            first = asyncio.create_task(sched.infer("m", 0, deadline=1.0))
-            await asyncio.sleep(0.001)
-            with pytest.raises(aiosched.DeadlineUnmeetable):  # once the first taught the predictor
-                await sched.infer("m", 1, deadline=0.005)  # waits 99 ms behind the first
-            await first
-
-    simtime.run(main())
+    async with aiosched.Scheduler(
+        sim(lanes=1, m=flat_model(0.100)), policy=Counting(), predictor="solo"
+    ) as sched:
+        sched.register("m", max_batch_size=1, warmup=False)  # the predictor knows nothing
+        first = asyncio.create_task(sched.infer("m", 0, deadline=1.0))
+        await asyncio.sleep(0.001)
+        with pytest.raises(aiosched.DeadlineUnmeetable):  # once the first taught the predictor
+            await sched.infer("m", 1, deadline=0.005)  # waits 99 ms behind the first
+        await first
     assert steps < 20
 
 
@@ -559,21 +555,20 @@ async def test_a_cancelled_close_still_finishes_and_a_later_close_waits_for_it()
     ("latency", "gap", "lessons"),
     [(0.010, 1e-3, 50), (50e-6, 0.0, 50), (50e-6, 1e-3, 2)],
 )
-def test_the_predictor_learns_from_a_sample_of_executions_shorter_than_the_learn_gap(
+@pytest.mark.sim
+async def test_the_predictor_learns_from_a_sample_of_executions_shorter_than_the_learn_gap(
     latency: float, gap: float, lessons: int
 ) -> None:
     """Executions of a millisecond or more are all learnt from; of a 50 us model, one in
     twenty (a lesson costs tens of microseconds: more than such a run)."""
 
-    async def main() -> int:
-        backend = sim(lanes=1, m=flat_model(latency))
-        async with aiosched.Scheduler(backend, predictor="solo", learn_gap=gap) as sched:
-            sched.register("m", max_batch_size=1, warmup=False)
-            for i in range(50):
-                await sched.infer("m", i, deadline=1.0)
-            return sched.predictor.error().count
-
-    assert simtime.run(main()) == lessons
+    backend = sim(lanes=1, m=flat_model(latency))
+    async with aiosched.Scheduler(backend, predictor="solo", learn_gap=gap) as sched:
+        sched.register("m", max_batch_size=1, warmup=False)
+        for i in range(50):
+            await sched.infer("m", i, deadline=1.0)
+        count = sched.predictor.error().count
+    assert count == lessons
 
 
 def test_learn_gap_is_validated() -> None:
