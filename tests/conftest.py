@@ -1,15 +1,43 @@
-"""Shared helpers: sim schedulers in virtual time, tiny sim models."""
+"""Shared helpers: sim schedulers in virtual time, tiny sim models, the ``sim`` marker.
+
+A coroutine test marked ``@pytest.mark.sim`` runs to completion in virtual time, on a
+fresh :class:`aiosched.simtime.VirtualTimeLoop` (``simtime.run``), with the fixtures and
+parameters it asks for; ``@pytest.mark.sim(start=...)`` starts the clock there. Tests
+marked ``asyncio`` are pytest-asyncio's (strict mode) and an ``async def`` test with
+neither mark fails, as pytest fails any coroutine test no plugin runs.
+"""
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterator, Sequence
 
 import pytest
 
 import aiosched
+from aiosched import simtime
 from aiosched.backends.sim import SimBackend, SimModel
 from aiosched.timeline import Running
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Runs a coroutine test marked ``sim`` in virtual time; leaves any other test alone."""
+    marker = pyfuncitem.get_closest_marker("sim")
+    if marker is None:
+        return None
+    if pyfuncitem.get_closest_marker("asyncio") is not None:
+        pytest.fail("a test is either marked sim or asyncio, not both", pytrace=False)
+    if marker.args or set(marker.kwargs) - {"start"}:
+        pytest.fail(f"pytest.mark.sim takes only start=, not {marker}", pytrace=False)
+    test = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(test):
+        pytest.fail(f"pytest.mark.sim is for async def tests, not {test!r}", pytrace=False)
+    funcargs = pyfuncitem.funcargs
+    kwargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    simtime.run(test(**kwargs), start=float(marker.kwargs.get("start", 0.0)))
+    return True
 
 
 def flat_model(latency: float = 0.010, per_item: float = 0.0, **kw: object) -> SimModel:

@@ -12,7 +12,6 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from aiosched import simtime
 from aiosched.cli import app
 from aiosched.cli._live import live_view, plain_line
 from aiosched.loadgen import REPORT_KEYS, Progress
@@ -98,13 +97,14 @@ def test_bad_options_exit_2_with_a_message_and_no_traceback(args: list[str], mes
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-def test_ctrl_c_stops_sending_drains_and_still_reports() -> None:
+@pytest.mark.sim
+async def test_ctrl_c_stops_sending_drains_and_still_reports() -> None:
     cfg = LoadtestConfig(backend="sim", duration=20.0, rate=200.0)
 
     def interrupt_soon(sched: Scheduler, schedule: object) -> None:
         asyncio.get_running_loop().call_later(2.0, signal.raise_signal, signal.SIGINT)
 
-    report, snap = simtime.run(run_loadtest(cfg, on_start=interrupt_soon, handle_sigint=True))
+    report, snap = await run_loadtest(cfg, on_start=interrupt_soon, handle_sigint=True)
     assert report["config"]["stopped_early"] is True
     _check_accounting(report)
     assert 0 < report["requests"]["sent"] < 200 * 20 * 0.5
@@ -112,10 +112,11 @@ def test_ctrl_c_stops_sending_drains_and_still_reports() -> None:
     assert snap.closed and all(m.pending == 0 for m in snap.models.values())
 
 
-def test_live_view_and_plain_line_show_the_run() -> None:
+@pytest.mark.sim
+async def test_live_view_and_plain_line_show_the_run() -> None:
     cfg = LoadtestConfig(backend="sim", duration=2.0, rate=100.0)
     seen: list[tuple[Progress, SchedulerSnapshot]] = []
-    simtime.run(run_loadtest(cfg, on_progress=lambda p, s: seen.append((p, s))))
+    await run_loadtest(cfg, on_progress=lambda p, s: seen.append((p, s)))
     progress, snap = seen[len(seen) // 2]
     console = Console(record=True, width=120)
     console.print(live_view(progress, snap, 100.0))

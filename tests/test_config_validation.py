@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import aiosched
-from aiosched import simtime
 from aiosched.backends import make_backend
 from aiosched.backends.base import MAX_LANES
 from aiosched.backends.cpu import CpuBackend, usable_cores
@@ -66,22 +65,20 @@ def test_a_model_name_that_is_not_a_string_is_invalid_config_not_type_error(name
         sched.register(name)
 
 
-def test_an_infinite_deadline_is_refused_per_call_and_as_a_default() -> None:
-    async def main() -> None:
-        async with aiosched.Scheduler(sim()) as sched:
-            sched.register("m", warmup=False)
-            for bad in (math.inf, -math.inf):
-                with pytest.raises(aiosched.InvalidInput, match="finite") as exc:
-                    await sched.infer("m", 0, deadline=bad)
-                _one_line(exc)
-                with pytest.raises(aiosched.InvalidInput, match="finite"):
-                    await sched.infer("m", 0, deadline_at=bad)
-            with pytest.raises(aiosched.InvalidConfig, match="finite"):
-                sched.register("n", deadline=math.inf)
-            assert await sched.infer("m", 7, deadline=1e9) == 7  # large and finite is fine
-            assert sched.snapshot().models["m"].submitted == 1
-
-    simtime.run(main())
+@pytest.mark.sim
+async def test_an_infinite_deadline_is_refused_per_call_and_as_a_default() -> None:
+    async with aiosched.Scheduler(sim()) as sched:
+        sched.register("m", warmup=False)
+        for bad in (math.inf, -math.inf):
+            with pytest.raises(aiosched.InvalidInput, match="finite") as exc:
+                await sched.infer("m", 0, deadline=bad)
+            _one_line(exc)
+            with pytest.raises(aiosched.InvalidInput, match="finite"):
+                await sched.infer("m", 0, deadline_at=bad)
+        with pytest.raises(aiosched.InvalidConfig, match="finite"):
+            sched.register("n", deadline=math.inf)
+        assert await sched.infer("m", 7, deadline=1e9) == 7  # large and finite is fine
+        assert sched.snapshot().models["m"].submitted == 1
 
 
 @pytest.mark.parametrize("lanes", [0, True, 2.0, MAX_LANES + 1, 1000])

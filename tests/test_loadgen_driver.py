@@ -62,13 +62,11 @@ def assert_result_accounted(r: LoadResult) -> None:
     assert_accounted(r.total().counts)
 
 
-def test_known_latency_gives_known_percentiles() -> None:
+@pytest.mark.sim
+async def test_known_latency_gives_known_percentiles() -> None:
     schedule = Workload.parse("a:3,b:1", "a=50,b=5").schedule("poisson", 200.0, 10.0, seed=3)
 
-    async def main() -> LoadResult:
-        return await run_open_loop(sleeper(0.010), schedule)
-
-    r = simtime.run(main())
+    r = await run_open_loop(sleeper(0.010), schedule)
     assert_result_accounted(r)
     total = r.total()
     assert total.counts.sent == len(schedule)
@@ -86,21 +84,19 @@ def test_known_latency_gives_known_percentiles() -> None:
     assert r.config["arrival"] == "poisson"
 
 
-def test_sends_start_exactly_at_their_offsets_and_get_their_deadline() -> None:
+@pytest.mark.sim(start=1000.0)
+async def test_sends_start_exactly_at_their_offsets_and_get_their_deadline() -> None:
     schedule = Workload.parse("a,b", "a=30,b=70").schedule("gamma:cv=3", 300.0, 3.0, seed=9)
     seen: list[tuple[float, str, Any, float]] = []
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
 
-        async def infer(model: str, x: Any, deadline: float) -> Any:
-            seen.append((loop.time() - t0, model, x, deadline))
-            return x
+    async def infer(model: str, x: Any, deadline: float) -> Any:
+        seen.append((loop.time() - t0, model, x, deadline))
+        return x
 
-        await run_open_loop(infer, schedule, make_input=lambda m: f"input-{m}")
-
-    simtime.run(main(), start=1000.0)
+    await run_open_loop(infer, schedule, make_input=lambda m: f"input-{m}")
     assert len(seen) == len(schedule)
     assert np.allclose([s[0] for s in seen], schedule.offsets, atol=1e-9)
     models = [schedule.models[i] for i in schedule.model_index]
@@ -122,17 +118,15 @@ def test_sends_start_exactly_at_their_offsets_and_get_their_deadline() -> None:
         (asyncio.CancelledError(), "cancelled"),
     ],
 )
-def test_errors_are_classified(error: BaseException, outcome: str) -> None:
+@pytest.mark.sim
+async def test_errors_are_classified(error: BaseException, outcome: str) -> None:
     schedule = constant_schedule(50, 0.01)
 
     async def infer(model: str, x: Any, deadline: float) -> Any:
         await asyncio.sleep(0.002)
         raise error
 
-    async def main() -> LoadResult:
-        return await run_open_loop(infer, schedule)
-
-    r = simtime.run(main())
+    r = await run_open_loop(infer, schedule)
     c = r.total().counts
     assert_result_accounted(r)
     assert c.sent == 50
@@ -181,29 +175,27 @@ def test_accounting_adds_up(outcomes: list[str], gap: float) -> None:
     assert c.cancelled == 0
 
 
-def test_saturated_target_shows_queueing_from_intended_send_time() -> None:
+@pytest.mark.sim
+async def test_saturated_target_shows_queueing_from_intended_send_time() -> None:
     # 200 sends 5 ms apart into a target that serves one at a time in 10 ms:
     # request k finishes at (k + 1) * 10 ms, so its latency is 10 + 5 k ms.
     n, gap, service = 200, 0.005, 0.010
     schedule = constant_schedule(n, gap, deadline=0.1)
     concurrency = [0, 0]
 
-    async def main() -> LoadResult:
-        gate = asyncio.Semaphore(1)
+    gate = asyncio.Semaphore(1)
 
-        async def infer(model: str, x: Any, deadline: float) -> Any:
-            concurrency[0] += 1
-            concurrency[1] = max(concurrency[1], concurrency[0])
-            try:
-                async with gate:
-                    await asyncio.sleep(service)
-            finally:
-                concurrency[0] -= 1
-            return x
+    async def infer(model: str, x: Any, deadline: float) -> Any:
+        concurrency[0] += 1
+        concurrency[1] = max(concurrency[1], concurrency[0])
+        try:
+            async with gate:
+                await asyncio.sleep(service)
+        finally:
+            concurrency[0] -= 1
+        return x
 
-        return await run_open_loop(infer, schedule)
-
-    r = simtime.run(main())
+    r = await run_open_loop(infer, schedule)
     total = r.total()
     assert_result_accounted(r)
     assert total.counts.completed == n
@@ -219,16 +211,14 @@ def test_saturated_target_shows_queueing_from_intended_send_time() -> None:
     assert r.duration_s == pytest.approx(n * service)
 
 
-def test_stop_drains_in_flight_and_reports_everything() -> None:
+@pytest.mark.sim
+async def test_stop_drains_in_flight_and_reports_everything() -> None:
     schedule = constant_schedule(100, 0.01)  # sends at 0, 10, ..., 990 ms
 
-    async def main() -> tuple[OpenLoopDriver, LoadResult]:
-        driver = OpenLoopDriver(sleeper(0.1), schedule)
-        loop = asyncio.get_running_loop()
-        loop.call_at(loop.time() + 0.3055, driver.stop)
-        return driver, await driver.run()
-
-    driver, r = simtime.run(main())
+    driver = OpenLoopDriver(sleeper(0.1), schedule)
+    loop = asyncio.get_running_loop()
+    loop.call_at(loop.time() + 0.3055, driver.stop)
+    r = await driver.run()
     c = r.total().counts
     assert_result_accounted(r)
     assert c.sent == 31  # offsets 0 .. 0.30
@@ -241,16 +231,14 @@ def test_stop_drains_in_flight_and_reports_everything() -> None:
     driver.stop()  # harmless once done
 
 
-def test_stop_cancels_what_does_not_drain_in_time() -> None:
+@pytest.mark.sim
+async def test_stop_cancels_what_does_not_drain_in_time() -> None:
     schedule = constant_schedule(100, 0.01)
 
-    async def main() -> LoadResult:
-        driver = OpenLoopDriver(sleeper(10.0), schedule, drain_timeout=1.0)
-        loop = asyncio.get_running_loop()
-        loop.call_at(loop.time() + 0.505, driver.stop)
-        return await driver.run()
-
-    r = simtime.run(main())
+    driver = OpenLoopDriver(sleeper(10.0), schedule, drain_timeout=1.0)
+    loop = asyncio.get_running_loop()
+    loop.call_at(loop.time() + 0.505, driver.stop)
+    r = await driver.run()
     c = r.total().counts
     assert_result_accounted(r)
     assert c.sent == 51
@@ -258,24 +246,23 @@ def test_stop_cancels_what_does_not_drain_in_time() -> None:
     assert r.duration_s == pytest.approx(1.505)
 
 
-def test_end_of_schedule_waits_for_responses_within_drain_timeout() -> None:
+@pytest.mark.sim
+async def test_end_of_schedule_waits_for_responses_within_drain_timeout() -> None:
     schedule = constant_schedule(10, 0.1)
     durations = iter([0.05] * 9 + [100.0])
 
     async def infer(model: str, x: Any, deadline: float) -> Any:
         await asyncio.sleep(next(durations))
 
-    async def main() -> LoadResult:
-        return await run_open_loop(infer, schedule, drain_timeout=2.0)
-
-    r = simtime.run(main())
+    r = await run_open_loop(infer, schedule, drain_timeout=2.0)
     c = r.total().counts
     assert_result_accounted(r)
     assert (c.completed, c.cancelled) == (9, 1)
     assert r.duration_s == pytest.approx(0.9 + 2.0)
 
 
-def test_a_target_that_ignores_cancellation_is_counted_once() -> None:
+@pytest.mark.sim
+async def test_a_target_that_ignores_cancellation_is_counted_once() -> None:
     schedule = constant_schedule(5, 0.01)
     finished: list[int] = []
 
@@ -286,31 +273,24 @@ def test_a_target_that_ignores_cancellation_is_counted_once() -> None:
             await asyncio.sleep(5.0)  # ignores the first cancellation
         finished.append(1)
 
-    async def main() -> LoadResult:
-        r = await run_open_loop(stubborn, schedule, drain_timeout=0.5)
-        await asyncio.sleep(10.0)  # let them finish after the run has ended
-        return r
-
-    r = simtime.run(main())
+    r = await run_open_loop(stubborn, schedule, drain_timeout=0.5)
+    await asyncio.sleep(10.0)  # let them finish after the run has ended
     assert len(finished) == 5
     c = r.total().counts
     assert_result_accounted(r)
     assert c.cancelled == 5 and c.completed == 0
 
 
-def test_cancelling_the_run_leaves_a_complete_result() -> None:
+@pytest.mark.sim
+async def test_cancelling_the_run_leaves_a_complete_result() -> None:
     schedule = constant_schedule(100, 0.01)
 
-    async def main() -> OpenLoopDriver:
-        driver = OpenLoopDriver(sleeper(0.05), schedule)
-        task = asyncio.create_task(driver.run())
-        await asyncio.sleep(0.2505)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return driver
-
-    driver = simtime.run(main())
+    driver = OpenLoopDriver(sleeper(0.05), schedule)
+    task = asyncio.create_task(driver.run())
+    await asyncio.sleep(0.2505)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
     r = driver.result()
     assert driver.done
     c = r.total().counts
@@ -320,48 +300,41 @@ def test_cancelling_the_run_leaves_a_complete_result() -> None:
     assert c.cancelled == 5
 
 
-def test_stop_before_run_sends_nothing() -> None:
-    async def main() -> LoadResult:
-        driver = OpenLoopDriver(sleeper(0.01), constant_schedule(10, 0.01))
-        driver.stop()
-        return await driver.run()
-
-    r = simtime.run(main())
+@pytest.mark.sim
+async def test_stop_before_run_sends_nothing() -> None:
+    driver = OpenLoopDriver(sleeper(0.01), constant_schedule(10, 0.01))
+    driver.stop()
+    r = await driver.run()
     assert r.total().counts.sent == 0
     assert r.stopped_early
 
 
-def test_empty_schedule() -> None:
+@pytest.mark.sim
+async def test_empty_schedule() -> None:
     empty = Schedule(np.empty(0), np.empty(0, dtype=np.intp), np.empty(0), ("m",), 1.0)
 
-    async def main() -> LoadResult:
-        return await run_open_loop(sleeper(0.01), empty)
-
-    r = simtime.run(main())
+    r = await run_open_loop(sleeper(0.01), empty)
     assert r.total().counts.sent == 0
     assert r.duration_s == 0.0
 
 
-def test_progress_callback_and_watch() -> None:
+@pytest.mark.sim
+async def test_progress_callback_and_watch() -> None:
     schedule = Workload((ModelLoad("a", 1.0, 0.05),)).schedule("constant", 100.0, 2.0)
     called: list[Progress] = []
     watched: list[Progress] = []
 
-    async def main() -> LoadResult:
-        driver = OpenLoopDriver(
-            sleeper(0.02), schedule, on_progress=called.append, progress_interval=0.25
-        )
+    driver = OpenLoopDriver(
+        sleeper(0.02), schedule, on_progress=called.append, progress_interval=0.25
+    )
 
-        async def watch() -> None:
-            async for p in driver.watch(0.5):
-                watched.append(p)
+    async def watch() -> None:
+        async for p in driver.watch(0.5):
+            watched.append(p)
 
-        watcher = asyncio.create_task(watch())
-        r = await driver.run()
-        await watcher
-        return r
-
-    r = simtime.run(main())
+    watcher = asyncio.create_task(watch())
+    r = await driver.run()
+    await watcher
     assert 8 <= len(called) <= 10
     assert called[-1].done and not called[0].done
     assert called[-1].counts == r.total().counts
@@ -381,32 +354,28 @@ def test_progress_callback_and_watch() -> None:
     assert len(watched) == 5
 
 
-def test_progress_before_and_after() -> None:
+@pytest.mark.sim
+async def test_progress_before_and_after() -> None:
     schedule = constant_schedule(10, 0.01)
 
-    async def main() -> tuple[Progress, Progress]:
-        driver = OpenLoopDriver(sleeper(0.001), schedule)
-        before = driver.progress()
-        await driver.run()
-        return before, driver.progress()
-
-    before, after = simtime.run(main())
+    driver = OpenLoopDriver(sleeper(0.001), schedule)
+    before = driver.progress()
+    await driver.run()
+    after = driver.progress()
     assert before.counts.sent == 0 and before.latency_p50_s is None and not before.done
     assert after.counts.completed == 10 and after.done
 
 
-def test_a_driver_runs_once_and_checks_options() -> None:
+@pytest.mark.sim
+async def test_a_driver_runs_once_and_checks_options() -> None:
     schedule = constant_schedule(3, 0.01)
 
-    async def main() -> None:
-        driver = OpenLoopDriver(sleeper(0.0), schedule)
+    driver = OpenLoopDriver(sleeper(0.0), schedule)
+    await driver.run()
+    with pytest.raises(RuntimeError):
         await driver.run()
-        with pytest.raises(RuntimeError):
-            await driver.run()
-        with pytest.raises(InvalidConfig, match="thread sender"):
-            await OpenLoopDriver(sleeper(0.0), schedule, sender="thread").run()
-
-    simtime.run(main())
+    with pytest.raises(InvalidConfig, match="thread sender"):
+        await OpenLoopDriver(sleeper(0.0), schedule, sender="thread").run()
     with pytest.raises(InvalidConfig):
         OpenLoopDriver(sleeper(0.0), schedule, sender="fast")  # type: ignore[arg-type]
     with pytest.raises(InvalidConfig):

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from aiosched import simtime
 from aiosched.cli._render import render_steps
 from aiosched.loadgen import Workload
 from aiosched.loadgen.errors import LoadgenError
@@ -149,19 +148,16 @@ def test_step_from_report_records_attainment_and_p99() -> None:
     assert set(d) == {"rate_rps", "phase", "passed", "attainment", "p99_ms", "sent"}
 
 
-def test_session_runs_schedules_back_to_back_with_per_run_statistics() -> None:
+@pytest.mark.sim
+async def test_session_runs_schedules_back_to_back_with_per_run_statistics() -> None:
     cfg = LoadtestConfig(backend="sim", rate=150.0, duration=2.0, predictor="solo")
 
-    async def main() -> tuple[list[dict[str, Any]], int, int]:
-        async with LoadtestSession(cfg) as session:
-            before = session.scheduler.snapshot()
-            reports = [await session.run(session.schedule()) for _ in range(2)]
-            after = session.scheduler.snapshot()
-        batches = sum(sum(m.batch_sizes.values()) for m in after.models.values())
-        warm = sum(sum(m.batch_sizes.values()) for m in before.models.values())
-        return reports, batches, warm
-
-    reports, batches, warm = simtime.run(main())
+    async with LoadtestSession(cfg) as session:
+        before = session.scheduler.snapshot()
+        reports = [await session.run(session.schedule()) for _ in range(2)]
+        after = session.scheduler.snapshot()
+    batches = sum(sum(m.batch_sizes.values()) for m in after.models.values())
+    warm = sum(sum(m.batch_sizes.values()) for m in before.models.values())
     first, second = reports
     assert first["requests"]["sent"] == second["requests"]["sent"] > 0  # the same schedule
     assert first["batches"]["count"] + second["batches"]["count"] == batches - warm
@@ -173,17 +169,15 @@ def test_session_runs_schedules_back_to_back_with_per_run_statistics() -> None:
         assert per_model == r["batches"]["count"]
 
 
-def test_session_find_peak_on_sim_records_bounded_steps() -> None:
+@pytest.mark.sim
+async def test_session_find_peak_on_sim_records_bounded_steps() -> None:
     cfg = LoadtestConfig(backend="sim", duration=2.0, predictor="solo", rate_mode="peak")
     settings = SearchSettings(
         max_steps=4, tolerance=0.1, growth=1.5, step_s_real=1.0, step_s_sim=2.0
     )
 
-    async def main() -> Any:
-        async with LoadtestSession(cfg) as session:
-            return await session.find_peak(settings)
-
-    result = simtime.run(main())
+    async with LoadtestSession(cfg) as session:
+        result = await session.find_peak(settings)
     assert 1 <= len(result.steps) <= 4
     assert result.start_rps == result.steps[0].rate_rps > 0
     for s in result.steps:

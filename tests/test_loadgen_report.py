@@ -133,18 +133,16 @@ def test_scheduler_statistics_from_outside() -> None:
     assert BatchStats.from_sizes({}).mean_size is None
 
 
-def test_empty_run_has_nulls_not_nans(tmp_path: Path) -> None:
+@pytest.mark.sim
+async def test_empty_run_has_nulls_not_nans(tmp_path: Path) -> None:
     async def infer(model: str, x: Any, deadline: float) -> Any:
         return x
 
     schedule = Workload.parse("a").schedule("constant", 10.0, 1.0)
 
-    async def main() -> LoadResult:
-        driver = OpenLoopDriver(infer, schedule)
-        driver.stop()
-        return await driver.run()
-
-    report = build_report(simtime.run(main()))
+    driver = OpenLoopDriver(infer, schedule)
+    driver.stop()
+    report = build_report(await driver.run())
     assert report["requests"]["sent"] == 0
     assert report["latency_ms"] == dict.fromkeys(LATENCY_KEYS)
     assert report["send_lag_ms"] == dict.fromkeys(SEND_LAG_KEYS)

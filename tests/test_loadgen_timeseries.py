@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from aiosched import simtime
 from aiosched._version import __version__
 from aiosched.cli import app
 from aiosched.errors import DeadlineUnmeetable
@@ -67,17 +66,16 @@ def _rejecting_target(every: int) -> object:
     return infer
 
 
-def test_the_driver_records_a_series_that_adds_up_to_the_report() -> None:
+@pytest.mark.sim
+async def test_the_driver_records_a_series_that_adds_up_to_the_report() -> None:
     workload = Workload.parse("a:1,b:1", "10")
     schedule = workload.schedule("poisson", 200.0, 5.0, 3)
 
-    async def main() -> tuple[dict[str, object], TimeSeries]:
-        driver = OpenLoopDriver(_rejecting_target(5), schedule)  # type: ignore[arg-type]
-        result = await driver.run()
-        assert result.series is driver.series
-        return build_report(result), driver.series
-
-    report, series = simtime.run(main())
+    driver = OpenLoopDriver(_rejecting_target(5), schedule)  # type: ignore[arg-type]
+    result = await driver.run()
+    assert result.series is driver.series
+    report = build_report(result)
+    series = driver.series
     rows = list(series.rows())
     requests = report["requests"]
     assert isinstance(requests, dict)
@@ -92,19 +90,17 @@ def test_the_driver_records_a_series_that_adds_up_to_the_report() -> None:
             assert 3.99 <= r.p50_ms <= r.p99_ms  # every request took the target's 4 ms
 
 
-def test_the_report_has_p95_mean_version_and_timestamp() -> None:
+@pytest.mark.sim
+async def test_the_report_has_p95_mean_version_and_timestamp() -> None:
     schedule = Workload.parse("a", "10").schedule("constant", 100.0, 1.0, 0)
 
-    async def main() -> dict[str, object]:
-        import asyncio
+    import asyncio
 
-        async def infer(model: str, x: object, deadline: float) -> None:
-            await asyncio.sleep(0.002)
+    async def infer(model: str, x: object, deadline: float) -> None:
+        await asyncio.sleep(0.002)
 
-        driver = OpenLoopDriver(infer, schedule)
-        return build_report(await driver.run())
-
-    report = simtime.run(main())
+    driver = OpenLoopDriver(infer, schedule)
+    report = build_report(await driver.run())
     lat = report["latency_ms"]
     assert isinstance(lat, dict) and tuple(lat) == LATENCY_KEYS
     assert lat["p50"] <= lat["p95"] <= lat["p99"]

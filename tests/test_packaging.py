@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 import aiosched
-from aiosched import simtime
 from aiosched.backends.sim import SimBackend, SimModel
 from aiosched.errors import InvalidConfig
 from aiosched.telemetry.nvml import NvmlSampler
@@ -52,15 +51,13 @@ def test_a_missing_pynvml_says_which_extra_to_install(
     assert "aiosched[cuda]" in caplog.text
 
 
-def test_a_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.sim
+async def test_a_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
 
-    async def main() -> None:
-        async with aiosched.Scheduler(SimBackend(lanes=1, models=MODELS)) as sched:
-            with pytest.raises(InvalidConfig, match=r"aiosched\[prometheus\]"):
-                PrometheusExporter(sched)
-
-    simtime.run(main())
+    async with aiosched.Scheduler(SimBackend(lanes=1, models=MODELS)) as sched:
+        with pytest.raises(InvalidConfig, match=r"aiosched\[prometheus\]"):
+            PrometheusExporter(sched)
 
 
 def test_loadtest_without_prometheus_client_fails_before_running(

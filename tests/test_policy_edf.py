@@ -71,45 +71,43 @@ def test_batches_grow_with_load_and_goodput_holds_under_overload() -> None:
     assert collapsing["goodput"] < 0.8 * overloaded["goodput"]
 
 
-def test_a_passed_over_request_is_told_it_was_shed_for_throughput() -> None:
-    async def main() -> list[str]:
-        backend = SimBackend(lanes=1, models={"m": _model()})
-        async with aiosched.Scheduler(backend, predictor="solo") as sched:
-            sched.register("m", max_batch_size=8)
-            await sched.ready()
-            # A busy lane, then one nearly expired request and eight with room to spare:
-            # serving the first alone would cost the eight theirs.
-            blocker = asyncio.create_task(sched.infer("m", 0.0, deadline=1.0))
-            await asyncio.sleep(0)
-            urgent = asyncio.create_task(sched.infer("m", 0.0, deadline=0.0065))
-            rest = [asyncio.create_task(sched.infer("m", 0.0, deadline=0.0145)) for _ in range(8)]
-            await blocker
-            outcomes = await asyncio.gather(urgent, *rest, return_exceptions=True)
-            return [str(o) if isinstance(o, Exception) else "ok" for o in outcomes]
-
-    outcomes = simtime.run(main())
+@pytest.mark.sim
+async def test_a_passed_over_request_is_told_it_was_shed_for_throughput() -> None:
+    backend = SimBackend(lanes=1, models={"m": _model()})
+    async with aiosched.Scheduler(backend, predictor="solo") as sched:
+        sched.register("m", max_batch_size=8)
+        await sched.ready()
+        # A busy lane, then one nearly expired request and eight with room to spare:
+        # serving the first alone would cost the eight theirs.
+        blocker = asyncio.create_task(sched.infer("m", 0.0, deadline=1.0))
+        await asyncio.sleep(0)
+        urgent = asyncio.create_task(sched.infer("m", 0.0, deadline=0.0065))
+        rest = [asyncio.create_task(sched.infer("m", 0.0, deadline=0.0145)) for _ in range(8)]
+        await blocker
+        results = await asyncio.gather(urgent, *rest, return_exceptions=True)
+        outcomes = [str(o) if isinstance(o, Exception) else "ok" for o in results]
     assert outcomes[1:] == ["ok"] * 8
     assert "shed for throughput" in outcomes[0]
 
 
 @pytest.mark.parametrize(("factor", "overlap"), [(2.0, False), (1.9, False), (1.2, True)])
-def test_colocation_only_where_it_shortens_the_work(factor: float, overlap: bool) -> None:
+@pytest.mark.sim
+async def test_colocation_only_where_it_shortens_the_work(factor: float, overlap: bool) -> None:
     models = {"a": SimModel(0.010, 0.0, noise=0.0, sensitivity=0.0)}
 
-    async def main() -> int:
-        backend = SimBackend(lanes=2, models=models)
-        async with aiosched.Scheduler(backend, predictor=ToyPredictor(factor=factor)) as sched:
-            sched.register("a", max_batch_size=1, warmup=False)
-            first = asyncio.create_task(sched.infer("a", 1, deadline=1.0))
-            await asyncio.sleep(0.001)
-            await sched.infer("a", 2, deadline=1.0)
-            await first
-            return sched.snapshot().max_concurrency
-
-    assert (simtime.run(main()) == 2) is overlap
+    backend = SimBackend(lanes=2, models=models)
+    async with aiosched.Scheduler(backend, predictor=ToyPredictor(factor=factor)) as sched:
+        sched.register("a", max_batch_size=1, warmup=False)
+        first = asyncio.create_task(sched.infer("a", 1, deadline=1.0))
+        await asyncio.sleep(0.001)
+        await sched.infer("a", 2, deadline=1.0)
+        await first
+        max_concurrency = sched.snapshot().max_concurrency
+    assert (max_concurrency == 2) is overlap
 
 
-def test_with_rescue_it_runs_beside_when_waiting_would_cost_the_deadline() -> None:
+@pytest.mark.sim
+async def test_with_rescue_it_runs_beside_when_waiting_would_cost_the_deadline() -> None:
     # "long" (50 ms) runs; an "a" request (10 ms alone, 19 ms beside, deadline 30 ms) cannot
     # wait the 49 ms for the lane, and starting beside it is not late for "long".
     models = {
@@ -118,21 +116,19 @@ def test_with_rescue_it_runs_beside_when_waiting_would_cost_the_deadline() -> No
     }
     toy = ToyPredictor(factor=1.9, solo={"long": 0.050, "a": 0.010})
 
-    async def main() -> tuple[int, bool]:
-        backend = SimBackend(lanes=2, models=models)
-        policy = aiosched.EdfPolicy(rescue=True)
-        async with aiosched.Scheduler(backend, policy=policy, predictor=toy) as sched:
-            sched.register("long", max_batch_size=1, warmup=False)
-            sched.register("a", max_batch_size=1, warmup=False)
-            first = asyncio.create_task(sched.infer("long", 1, deadline=1.0))
-            await asyncio.sleep(0.001)
-            start = sched.now()
-            await sched.infer("a", 2, deadline=0.030)
-            met = sched.now() <= start + 0.030
-            await first
-            return sched.snapshot().max_concurrency, met
-
-    assert simtime.run(main()) == (2, True)
+    backend = SimBackend(lanes=2, models=models)
+    policy = aiosched.EdfPolicy(rescue=True)
+    async with aiosched.Scheduler(backend, policy=policy, predictor=toy) as sched:
+        sched.register("long", max_batch_size=1, warmup=False)
+        sched.register("a", max_batch_size=1, warmup=False)
+        first = asyncio.create_task(sched.infer("long", 1, deadline=1.0))
+        await asyncio.sleep(0.001)
+        start = sched.now()
+        await sched.infer("a", 2, deadline=0.030)
+        met = sched.now() <= start + 0.030
+        await first
+        max_concurrency = sched.snapshot().max_concurrency
+    assert (max_concurrency, met) == (2, True)
 
 
 def test_admission_is_the_policy_s() -> None:
@@ -212,28 +208,24 @@ def test_policy_settings_are_checked() -> None:
     assert math.isfinite(aiosched.EdfPolicy().probe_interval)
 
 
-def test_colocation_stops_when_it_does_not_really_pay() -> None:
+@pytest.mark.sim
+async def test_colocation_stops_when_it_does_not_really_pay() -> None:
     # The predictor thinks co-running is free; on the device it doubles every latency (two
     # at a time then get through no more work than one). The realized gain shows it.
     models = {"a": SimModel(0.010, 0.0, noise=0.0, sensitivity=3.0, pressure=1.0)}
 
-    async def main() -> tuple[int, int]:
-        backend = SimBackend(lanes=2, models=models)
-        policy = aiosched.EdfPolicy(explore_every=1e9)
-        async with aiosched.Scheduler(
-            backend, policy=policy, predictor=ToyPredictor(factor=1.0)
-        ) as s:
-            s.register("a", max_batch_size=1, warmup=False)
-            calls = []
-            for _ in range(400):
-                calls.append(asyncio.create_task(s.infer("a", 1, deadline=10.0)))
-                await asyncio.sleep(0.004)
-            await asyncio.gather(*calls)
-            ex = sorted(s.timeline, key=lambda e: e.start)
-            first, last = ex[:100], ex[-100:]
-            return sum(not e.solo for e in first), sum(not e.solo for e in last)
-
-    early, late = simtime.run(main())
+    backend = SimBackend(lanes=2, models=models)
+    policy = aiosched.EdfPolicy(explore_every=1e9)
+    async with aiosched.Scheduler(backend, policy=policy, predictor=ToyPredictor(factor=1.0)) as s:
+        s.register("a", max_batch_size=1, warmup=False)
+        calls = []
+        for _ in range(400):
+            calls.append(asyncio.create_task(s.infer("a", 1, deadline=10.0)))
+            await asyncio.sleep(0.004)
+        await asyncio.gather(*calls)
+        ex = sorted(s.timeline, key=lambda e: e.start)
+        first, last = ex[:100], ex[-100:]
+        early, late = sum(not e.solo for e in first), sum(not e.solo for e in last)
     assert early > 20  # it tried
     assert late == 0  # and stopped
 

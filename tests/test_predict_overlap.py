@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import pytest
 
-from aiosched import simtime
 from aiosched.backends.sim import SimBackend, SimModel
 from aiosched.experiments.predictors import PredictorsConfig, record, recovery
 from aiosched.experiments.replay import Scored, ape_summary, replay
@@ -72,29 +71,27 @@ def test_a_co_runner_about_to_finish_counts_for_little() -> None:
     assert (halfway - leaving) < (staying - leaving)
 
 
-def test_projection_is_exact_for_a_known_noise_free_device() -> None:
+@pytest.mark.sim
+async def test_projection_is_exact_for_a_known_noise_free_device() -> None:
     # Two noise-free models with interference; after learning, a batch dispatched beside a
     # co-runner with a known remaining time is predicted as the device will run it.
     a = SimModel(base=0.004, per_item=0.002, noise=0.0, pressure=0.4, sensitivity=0.6)
     b = SimModel(base=0.006, per_item=0.003, noise=0.0, pressure=0.5, sensitivity=0.4)
     config = PredictorsConfig(models=("a", "b"), rate=150.0, duration=6.0, drift=False)
 
-    async def main() -> list[Execution]:
-        backend = SimBackend(lanes=2, models={"a": a, "b": b}, seed=3)
-        async with Scheduler(backend, predictor="overlap") as sched:
-            for name in ("a", "b"):
-                sched.register(name, max_batch_size=8)
-            await sched.ready()
-            from aiosched.experiments.workload import Phase, poisson_schedule
-            from aiosched.loadgen import run_open_loop
+    backend = SimBackend(lanes=2, models={"a": a, "b": b}, seed=3)
+    async with Scheduler(backend, predictor="overlap") as sched:
+        for name in ("a", "b"):
+            sched.register(name, max_batch_size=8)
+        await sched.ready()
+        from aiosched.experiments.workload import Phase, poisson_schedule
+        from aiosched.loadgen import run_open_loop
 
-            schedule = poisson_schedule(
-                [Phase(config.duration, {"a": 75.0, "b": 75.0})], {"a": 0.2, "b": 0.2}, seed=1
-            )
-            await run_open_loop(sched.infer, schedule, make_input=lambda _: 0.0)
-            return list(sched.timeline.history)
-
-    executions = simtime.run(main())
+        schedule = poisson_schedule(
+            [Phase(config.duration, {"a": 75.0, "b": 75.0})], {"a": 0.2, "b": 0.2}, seed=1
+        )
+        await run_open_loop(sched.infer, schedule, make_input=lambda _: 0.0)
+        executions = list(sched.timeline.history)
     predictor = OverlapPredictor()
     for e in sorted(executions, key=lambda e: e.end):
         predictor.learn(e)

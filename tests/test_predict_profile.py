@@ -82,16 +82,15 @@ def test_bad_files_are_rejected_with_a_clear_error(tmp_path: Path, content: str)
         Profile.load(tmp_path / "missing.json")
 
 
-def test_measure_on_the_sim_backend_runs_each_size_alone() -> None:
+@pytest.mark.sim
+async def test_measure_on_the_sim_backend_runs_each_size_alone() -> None:
     calls: list[tuple[str, int]] = []
     model = flat_model(0.010, per_item=0.002)
     backend = SimBackend(lanes=2, models={"m": model})
     spec = ModelSpec("m", None, max_batch_size=4)
 
-    profile = simtime.run(
-        measure(
-            backend, [spec], [1, 4], repeats=3, warmup=1, on_run=lambda m, b: calls.append((m, b))
-        )
+    profile = await measure(
+        backend, [spec], [1, 4], repeats=3, warmup=1, on_run=lambda m, b: calls.append((m, b))
     )
     assert calls == [("m", 1)] * 4 + [("m", 4)] * 4
     point = profile.point("m", 1)

@@ -89,28 +89,23 @@ def test_ordered_yields_every_nonempty_queue_once_with_a_lower_bound(
     assert ready.empty() == (not any(q for q in queues if q._ready is ready))
 
 
-def test_models_without_deadlines_take_turns() -> None:
+@pytest.mark.sim
+async def test_models_without_deadlines_take_turns() -> None:
     """Two models with no deadlines: neither starves (the first registered used to win every
     tie, so the second got 3 requests a second against 909)."""
 
-    async def main() -> dict[str, int]:
-        async with aiosched.Scheduler(
-            sim(lanes=1, a=flat_model(0.01), b=flat_model(0.01))
-        ) as sched:
-            sched.register("a", max_batch_size=4, warmup=False)
-            sched.register("b", max_batch_size=4, warmup=False)
-            served = {"a": 0, "b": 0}
-            stop = sched.now() + 1.0
+    async with aiosched.Scheduler(sim(lanes=1, a=flat_model(0.01), b=flat_model(0.01))) as sched:
+        sched.register("a", max_batch_size=4, warmup=False)
+        sched.register("b", max_batch_size=4, warmup=False)
+        served = {"a": 0, "b": 0}
+        stop = sched.now() + 1.0
 
-            async def client(model: str) -> None:
-                while sched.now() < stop:
-                    await sched.infer(model, 0)
-                    served[model] += 1
+        async def client(model: str) -> None:
+            while sched.now() < stop:
+                await sched.infer(model, 0)
+                served[model] += 1
 
-            await asyncio.gather(*(client(m) for m in ("a", "b") for _ in range(8)))
-            return served
-
-    served = simtime.run(main())
+        await asyncio.gather(*(client(m) for m in ("a", "b") for _ in range(8)))
     assert served["a"] > 100 and served["b"] > 100
     assert 0.8 < served["a"] / served["b"] < 1.25
 

@@ -23,71 +23,65 @@ def _runs(sched: aiosched.Scheduler) -> int:
     return sum(1 for e in sched.timeline if not e.warmup)
 
 
-def test_a_poisoned_batch_is_bisected_not_rerun_one_by_one() -> None:
+@pytest.mark.sim
+async def test_a_poisoned_batch_is_bisected_not_rerun_one_by_one() -> None:
     """A batch of 8 with one bad input: log2(8) rounds of halves find it, the other seven
     are served, and far fewer runs than eight reruns alone."""
     model = flat_model(0.010, fails=lambda x: x == 5)
 
-    async def main() -> tuple[list[Any], int]:
-        async with aiosched.Scheduler(sim(lanes=1, m=model), predictor="solo") as sched:
-            sched.register("m", max_batch_size=8, warmup=False)
-            results = await asyncio.gather(
-                *(sched.infer("m", i, deadline=10.0) for i in range(8)), return_exceptions=True
-            )
-            return results, _runs(sched)
-
-    results, runs = simtime.run(main())
+    async with aiosched.Scheduler(sim(lanes=1, m=model), predictor="solo") as sched:
+        sched.register("m", max_batch_size=8, warmup=False)
+        results = await asyncio.gather(
+            *(sched.infer("m", i, deadline=10.0) for i in range(8)), return_exceptions=True
+        )
+        runs = _runs(sched)
     assert [r for i, r in enumerate(results) if i != 5] == [0, 1, 2, 3, 4, 6, 7]
     assert isinstance(results[5], aiosched.ModelError)
     assert runs <= 1 + 2 * 3  # the batch, then two halves per round at most
 
 
-def test_a_hung_batch_is_given_up_and_its_innocent_requests_served_elsewhere() -> None:
+@pytest.mark.sim
+async def test_a_hung_batch_is_given_up_and_its_innocent_requests_served_elsewhere() -> None:
     """One input hangs the model: its lane is reported stuck, the batch's other requests
     run alone on the other lanes, the hanging one hangs a second lane and fails alone,
     and closing does not wait for either."""
     model = flat_model(0.010, hangs=lambda x: x == "hang")
 
-    async def main() -> None:
-        backend = sim(lanes=3, m=model)
-        async with aiosched.Scheduler(backend, predictor="solo", hang_after=0.2) as sched:
-            sched.register("m", max_batch_size=4, warmup=False)
-            inputs = ["a", "hang", "b", "c"]
-            t0 = sched.now()
-            results = await asyncio.gather(
-                *(sched.infer("m", x, deadline=5.0) for x in inputs), return_exceptions=True
-            )
-            assert results[0] == "a" and results[2:] == ["b", "c"]
-            assert isinstance(results[1], aiosched.ModelError)
-            assert "hung" in str(results[1])
-            snap = sched.snapshot()
-            assert sum(lane.stuck for lane in snap.lanes) == 2
-            assert snap.models["m"].failed == 1 and snap.models["m"].completed == 3
-            assert sched.now() - t0 < 2.0  # found within a few hang_after, not the hour
-            # A stuck lane takes no work; the model is still served on the other one.
-            assert await sched.infer("m", "d", deadline=1.0) == "d"
-
-    simtime.run(main())
+    backend = sim(lanes=3, m=model)
+    async with aiosched.Scheduler(backend, predictor="solo", hang_after=0.2) as sched:
+        sched.register("m", max_batch_size=4, warmup=False)
+        inputs = ["a", "hang", "b", "c"]
+        t0 = sched.now()
+        results = await asyncio.gather(
+            *(sched.infer("m", x, deadline=5.0) for x in inputs), return_exceptions=True
+        )
+        assert results[0] == "a" and results[2:] == ["b", "c"]
+        assert isinstance(results[1], aiosched.ModelError)
+        assert "hung" in str(results[1])
+        snap = sched.snapshot()
+        assert sum(lane.stuck for lane in snap.lanes) == 2
+        assert snap.models["m"].failed == 1 and snap.models["m"].completed == 3
+        assert sched.now() - t0 < 2.0  # found within a few hang_after, not the hour
+        # A stuck lane takes no work; the model is still served on the other one.
+        assert await sched.infer("m", "d", deadline=1.0) == "d"
 
 
-def test_close_with_a_timeout_resolves_everything_even_if_the_device_never_answers() -> None:
+@pytest.mark.sim
+async def test_close_with_a_timeout_resolves_everything_even_if_the_device_never_answers() -> None:
     model = flat_model(0.010, hangs=lambda x: True)
 
-    async def main() -> None:
-        sched = aiosched.Scheduler(sim(lanes=1, m=model), predictor="solo", hang_after=3600.0)
-        await sched.start()
-        sched.register("m", max_batch_size=2, warmup=False)
-        tasks = [asyncio.create_task(sched.infer("m", i)) for i in range(5)]
-        await asyncio.sleep(0.05)
-        await sched.aclose(timeout=0.5)
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        assert all(isinstance(r, aiosched.SchedulerClosed) for r in results)
-        assert sched.closed
-        snap = sched.snapshot()
-        m = snap.models["m"]
-        assert m.submitted == m.rejected + m.failed == 5
-
-    simtime.run(main())
+    sched = aiosched.Scheduler(sim(lanes=1, m=model), predictor="solo", hang_after=3600.0)
+    await sched.start()
+    sched.register("m", max_batch_size=2, warmup=False)
+    tasks = [asyncio.create_task(sched.infer("m", i)) for i in range(5)]
+    await asyncio.sleep(0.05)
+    await sched.aclose(timeout=0.5)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, aiosched.SchedulerClosed) for r in results)
+    assert sched.closed
+    snap = sched.snapshot()
+    m = snap.models["m"]
+    assert m.submitted == m.rejected + m.failed == 5
 
 
 def test_a_batch_given_up_by_a_close_timeout_may_still_come_back() -> None:
@@ -211,13 +205,11 @@ def test_an_unclosed_scheduler_warns_as_asyncio_does() -> None:
     gc.collect()
 
 
-def test_an_unhashable_model_name_is_unknown_not_a_type_error() -> None:
-    async def main() -> None:
-        async with aiosched.Scheduler("sim") as sched:
-            with pytest.raises(aiosched.UnknownModel):
-                await sched.infer(["resnet50"], 0.0)  # type: ignore[arg-type]
-
-    simtime.run(main())
+@pytest.mark.sim
+async def test_an_unhashable_model_name_is_unknown_not_a_type_error() -> None:
+    async with aiosched.Scheduler("sim") as sched:
+        with pytest.raises(aiosched.UnknownModel):
+            await sched.infer(["resnet50"], 0.0)  # type: ignore[arg-type]
 
 
 def test_cancelled_requests_do_not_pile_up_in_the_heap() -> None:

@@ -67,34 +67,29 @@ async def sleep_until(t: float) -> None:
     await asyncio.sleep(t - asyncio.get_running_loop().time())
 
 
-def test_solo_batch_takes_its_ground_truth_latency() -> None:
+@pytest.mark.sim
+async def test_solo_batch_takes_its_ground_truth_latency() -> None:
     exact = dataclasses.replace(CATALOGUE["vit_b16"], noise=0.0)
 
-    async def main() -> list[tuple[float, float]]:
-        backend = await started(SimBackend(lanes=1), ModelSpec("vit_b16", exact), flat_spec())
-        out = []
-        for spec, b in [(flat_spec(), 3), (ModelSpec("vit_b16", exact), 1), (flat_spec(), 8)]:
-            c = await submit(backend, 0, spec, list(range(b)))
-            assert c.error is None
-            out.append((c.end - c.start, backend.solo_latency(spec.name, b)))
-        await backend.aclose()
-        return out
-
-    got = simtime.run(main())
-    assert got[0] == pytest.approx((0.015, 0.015))
-    assert got[1][1] == pytest.approx(exact.solo_latency(1))
-    for took, truth in got:
+    backend = await started(SimBackend(lanes=1), ModelSpec("vit_b16", exact), flat_spec())
+    out: list[tuple[float, float]] = []
+    for spec, b in [(flat_spec(), 3), (ModelSpec("vit_b16", exact), 1), (flat_spec(), 8)]:
+        c = await submit(backend, 0, spec, list(range(b)))
+        assert c.error is None
+        out.append((c.end - c.start, backend.solo_latency(spec.name, b)))
+    await backend.aclose()
+    assert out[0] == pytest.approx((0.015, 0.015))
+    assert out[1][1] == pytest.approx(exact.solo_latency(1))
+    for took, truth in out:
         assert took == pytest.approx(truth, rel=1e-9)
 
 
-def test_two_identical_batches_together_each_take_solo_times_slowdown() -> None:
-    async def main() -> tuple[Completion, Completion]:
-        backend = await started(SimBackend(lanes=2), flat_spec())
-        a = submit(backend, 0, flat_spec(), [1, 2])
-        b = submit(backend, 1, flat_spec(), [3, 4])
-        return await a, await b
-
-    a, b = simtime.run(main())
+@pytest.mark.sim
+async def test_two_identical_batches_together_each_take_solo_times_slowdown() -> None:
+    backend = await started(SimBackend(lanes=2), flat_spec())
+    fut_a = submit(backend, 0, flat_spec(), [1, 2])
+    fut_b = submit(backend, 1, flat_spec(), [3, 4])
+    a, b = await fut_a, await fut_b
     assert a.start == b.start == 0.0
     assert PAIR_SLOWDOWN > 1.4  # 1 + 0.5 ** 1.3 + 0.05
     assert a.end == pytest.approx(0.010 * PAIR_SLOWDOWN, rel=1e-9)
@@ -102,13 +97,11 @@ def test_two_identical_batches_together_each_take_solo_times_slowdown() -> None:
     assert FLAT.slowdown(0.5, 1) == pytest.approx(PAIR_SLOWDOWN)
 
 
-def test_interference_is_not_additive_in_the_corunners() -> None:
-    async def main() -> list[Completion]:
-        backend = await started(SimBackend(lanes=3), flat_spec())
-        futs = [submit(backend, lane, flat_spec(), [0, 0]) for lane in range(3)]
-        return list(await asyncio.gather(*futs))
-
-    done = simtime.run(main())
+@pytest.mark.sim
+async def test_interference_is_not_additive_in_the_corunners() -> None:
+    backend = await started(SimBackend(lanes=3), flat_spec())
+    futs = [submit(backend, lane, flat_spec(), [0, 0]) for lane in range(3)]
+    done = list(await asyncio.gather(*futs))
     triple = 1 + 1.0**INTERFERENCE_EXPONENT + 2 * CROWDING  # co-pressure 0.5 + 0.5
     assert [c.end for c in done] == pytest.approx([0.010 * triple] * 3, rel=1e-9)
     # Two co-runners hurt more than twice what one does: the exponent is > 1.
@@ -165,37 +158,32 @@ def test_same_seed_same_times_and_different_seed_different_times() -> None:
     assert trace(1) != trace(2)
 
 
-def test_noise_is_mean_one_with_its_coefficient() -> None:
-    async def main() -> list[float]:
-        backend = await started(SimBackend(lanes=1, seed=7), ModelSpec("resnet50", None))
-        truth = backend.solo_latency("resnet50", 4)
-        ratios = []
-        for _ in range(2000):
-            c = await submit(backend, 0, ModelSpec("resnet50", None), [0.0] * 4)
-            ratios.append((c.end - c.start) / truth)
-        return ratios
-
-    ratios = simtime.run(main())
+@pytest.mark.sim
+async def test_noise_is_mean_one_with_its_coefficient() -> None:
+    backend = await started(SimBackend(lanes=1, seed=7), ModelSpec("resnet50", None))
+    truth = backend.solo_latency("resnet50", 4)
+    ratios: list[float] = []
+    for _ in range(2000):
+        c = await submit(backend, 0, ModelSpec("resnet50", None), [0.0] * 4)
+        ratios.append((c.end - c.start) / truth)
     assert statistics.fmean(ratios) == pytest.approx(1.0, abs=0.003)
     assert statistics.stdev(ratios) == pytest.approx(CATALOGUE["resnet50"].noise, rel=0.1)
 
 
-def test_drift_changes_speed_and_models_after_at() -> None:
+@pytest.mark.sim
+async def test_drift_changes_speed_and_models_after_at() -> None:
     slower = dataclasses.replace(FLAT, per_item=0.010)
     drift = [Drift(at=1.0, speed=0.5), Drift(at=2.0, speed=1.0, models={"flat": slower})]
 
-    async def main() -> list[tuple[float, float]]:
-        backend = await started(SimBackend(lanes=1, drift=drift), flat_spec())
-        out = []
-        for t in (0.0, 0.99, 1.5, 2.5):
-            await sleep_until(t)
-            c = await submit(backend, 0, flat_spec(), [0] * 4)  # 20 ms at first
-            out.append((c.start, c.end))
-        assert backend.speed == 1.0
-        assert backend.solo_latency("flat", 4) == pytest.approx(0.040)
-        return out
-
-    before, across, after_speed, after_model = simtime.run(main())
+    backend = await started(SimBackend(lanes=1, drift=drift), flat_spec())
+    out: list[tuple[float, float]] = []
+    for t in (0.0, 0.99, 1.5, 2.5):
+        await sleep_until(t)
+        c = await submit(backend, 0, flat_spec(), [0] * 4)  # 20 ms at first
+        out.append((c.start, c.end))
+    assert backend.speed == 1.0
+    assert backend.solo_latency("flat", 4) == pytest.approx(0.040)
+    before, across, after_speed, after_model = out
     assert before[1] - before[0] == pytest.approx(0.020)
     # Half done at the step, then at half speed: the other half takes 20 ms.
     assert across[1] == pytest.approx(1.0 + 0.020)
@@ -203,30 +191,25 @@ def test_drift_changes_speed_and_models_after_at() -> None:
     assert after_model[1] - after_model[0] == pytest.approx(0.040)
 
 
-def test_drift_steps_due_together_apply_in_order() -> None:
+@pytest.mark.sim
+async def test_drift_steps_due_together_apply_in_order() -> None:
     drift = [Drift(at=0.5, speed=0.25), Drift(at=0.5, speed=2.0)]
 
-    async def main() -> float:
-        backend = await started(SimBackend(lanes=1, drift=drift), flat_spec())
-        await sleep_until(1.0)
-        return backend.speed
-
-    assert simtime.run(main()) == 2.0
+    backend = await started(SimBackend(lanes=1, drift=drift), flat_spec())
+    await sleep_until(1.0)
+    assert backend.speed == 2.0
 
 
-def test_failed_lane_gives_lane_failure() -> None:
-    async def main() -> tuple[Completion, Completion, Completion, Completion]:
-        backend = await started(SimBackend(lanes=2, fail_lanes={1: 0.5}), flat_spec())
-        early = await submit(backend, 1, flat_spec(), [0])
-        cut = submit(backend, 1, flat_spec(), [0] * 200)  # 1 s: still running at 0.5
-        cut_done = await cut
-        await sleep_until(0.6)
-        later = submit(backend, 1, flat_spec(), [0])
-        assert not later.done()  # never called back inside submit
-        other = await submit(backend, 0, flat_spec(), [0])
-        return early, cut_done, await later, other
-
-    early, cut, later, other = simtime.run(main())
+@pytest.mark.sim
+async def test_failed_lane_gives_lane_failure() -> None:
+    backend = await started(SimBackend(lanes=2, fail_lanes={1: 0.5}), flat_spec())
+    early = await submit(backend, 1, flat_spec(), [0])
+    cut = await submit(backend, 1, flat_spec(), [0] * 200)  # 1 s: still running at 0.5
+    await sleep_until(0.6)
+    later_fut = submit(backend, 1, flat_spec(), [0])
+    assert not later_fut.done()  # never called back inside submit
+    other = await submit(backend, 0, flat_spec(), [0])
+    later = await later_fut
     assert early.error is None and early.outputs == [0]
     assert isinstance(cut.error, LaneFailure) and cut.outputs is None
     assert (cut.start, cut.end) == pytest.approx((0.005, 0.5))
@@ -235,33 +218,28 @@ def test_failed_lane_gives_lane_failure() -> None:
     assert other.error is None
 
 
-def test_rejected_input_fails_the_batch_after_its_time() -> None:
+@pytest.mark.sim
+async def test_rejected_input_fails_the_batch_after_its_time() -> None:
     picky = dataclasses.replace(FLAT, fails=lambda x: x < 0)
 
-    async def main() -> tuple[Completion, Completion]:
-        backend = await started(SimBackend(lanes=1), flat_spec("picky", picky))
-        bad = await submit(backend, 0, flat_spec("picky", picky), [1, -1, 2])
-        good = await submit(backend, 0, flat_spec("picky", picky), [1, 2])
-        return bad, good
-
-    bad, good = simtime.run(main())
+    backend = await started(SimBackend(lanes=1), flat_spec("picky", picky))
+    bad = await submit(backend, 0, flat_spec("picky", picky), [1, -1, 2])
+    good = await submit(backend, 0, flat_spec("picky", picky), [1, 2])
     assert isinstance(bad.error, SimModelError) and "[1]" in str(bad.error)
     assert bad.outputs is None
     assert bad.end - bad.start == pytest.approx(0.015)
     assert good.error is None and good.outputs == [1, 2]
 
 
-def test_outputs_echo_inputs_in_order_or_apply_output() -> None:
+@pytest.mark.sim
+async def test_outputs_echo_inputs_in_order_or_apply_output() -> None:
     doubler = dataclasses.replace(FLAT, output=lambda x: 2 * x)
     broken = dataclasses.replace(FLAT, output=lambda x: 1 / 0)
 
-    async def main() -> list[Completion]:
-        specs = [flat_spec(), flat_spec("double", doubler), flat_spec("broken", broken)]
-        backend = await started(SimBackend(lanes=3), *specs)
-        futs = [submit(backend, i, s, [3, 1, 2]) for i, s in enumerate(specs)]
-        return list(await asyncio.gather(*futs))
-
-    echo, double, broke = simtime.run(main())
+    specs = [flat_spec(), flat_spec("double", doubler), flat_spec("broken", broken)]
+    backend = await started(SimBackend(lanes=3), *specs)
+    futs = [submit(backend, i, s, [3, 1, 2]) for i, s in enumerate(specs)]
+    echo, double, broke = await asyncio.gather(*futs)
     assert echo.outputs == [3, 1, 2]
     assert double.outputs == [6, 2, 4]
     assert isinstance(broke.error, ZeroDivisionError)
@@ -295,26 +273,24 @@ def test_a_hook_calling_sys_exit_fails_its_batch_and_a_ctrl_c_still_stops_the_ru
         simtime.run(stopped())
 
 
-def test_misuse_raises() -> None:
-    async def main() -> None:
-        backend = SimBackend(lanes=2)
-        backend.load(flat_spec())
-        with pytest.raises(RuntimeError, match="start"):
-            backend.submit(0, flat_spec(), [0], lambda c: None)
-        await started(backend)
-        submit(backend, 0, flat_spec(), [0])
-        with pytest.raises(RuntimeError, match="busy"):
-            backend.submit(0, flat_spec(), [0], lambda c: None)
-        for lane in (-1, 2, True):
-            with pytest.raises(InvalidConfig, match="lane"):
-                backend.submit(lane, flat_spec(), [0], lambda c: None)
-        with pytest.raises(RuntimeError, match="not loaded"):
-            backend.submit(1, flat_spec("other"), [0], lambda c: None)
-        with pytest.raises(InvalidConfig):
-            backend.submit(1, flat_spec(), [], lambda c: None)
-        await backend.aclose()
-
-    simtime.run(main())
+@pytest.mark.sim
+async def test_misuse_raises() -> None:
+    backend = SimBackend(lanes=2)
+    backend.load(flat_spec())
+    with pytest.raises(RuntimeError, match="start"):
+        backend.submit(0, flat_spec(), [0], lambda c: None)
+    await started(backend)
+    submit(backend, 0, flat_spec(), [0])
+    with pytest.raises(RuntimeError, match="busy"):
+        backend.submit(0, flat_spec(), [0], lambda c: None)
+    for lane in (-1, 2, True):
+        with pytest.raises(InvalidConfig, match="lane"):
+            backend.submit(lane, flat_spec(), [0], lambda c: None)
+    with pytest.raises(RuntimeError, match="not loaded"):
+        backend.submit(1, flat_spec("other"), [0], lambda c: None)
+    with pytest.raises(InvalidConfig):
+        backend.submit(1, flat_spec(), [], lambda c: None)
+    await backend.aclose()
 
 
 def test_load_resolves_catalogue_names_and_rejects_the_rest() -> None:
@@ -341,23 +317,21 @@ def test_load_resolves_catalogue_names_and_rejects_the_rest() -> None:
     assert set(CATALOGUE) <= set(desc["models"])
 
 
-def test_aclose_completes_in_flight_batches_with_an_error() -> None:
+@pytest.mark.sim
+async def test_aclose_completes_in_flight_batches_with_an_error() -> None:
     calls: list[Completion] = []
 
-    async def main() -> None:
-        backend = await started(SimBackend(lanes=2, drift=[Drift(at=5.0, speed=0.5)]), flat_spec())
-        assert isinstance(backend.default_clock(asyncio.get_running_loop()), LoopClock)
-        backend.submit(0, flat_spec(), [0] * 100, calls.append)  # 0.5 s
-        await sleep_until(0.1)
-        await backend.aclose()
-        assert len(calls) == 1  # resolved before aclose returned
-        await backend.aclose()
-        with pytest.raises(RuntimeError):
-            backend.submit(1, flat_spec(), [0], calls.append)
-        await asyncio.sleep(10.0)  # no timer left to fire
-        assert backend.speed == 1.0
-
-    simtime.run(main())
+    backend = await started(SimBackend(lanes=2, drift=[Drift(at=5.0, speed=0.5)]), flat_spec())
+    assert isinstance(backend.default_clock(asyncio.get_running_loop()), LoopClock)
+    backend.submit(0, flat_spec(), [0] * 100, calls.append)  # 0.5 s
+    await sleep_until(0.1)
+    await backend.aclose()
+    assert len(calls) == 1  # resolved before aclose returned
+    await backend.aclose()
+    with pytest.raises(RuntimeError):
+        backend.submit(1, flat_spec(), [0], calls.append)
+    await asyncio.sleep(10.0)  # no timer left to fire
+    assert backend.speed == 1.0
     assert len(calls) == 1
     assert isinstance(calls[0].error, LaneFailure)
     assert (calls[0].start, calls[0].end) == pytest.approx((0.0, 0.1))

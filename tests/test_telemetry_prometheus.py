@@ -92,16 +92,14 @@ def test_the_exporter_serves_http_on_loopback() -> None:
     assert "aiosched_requests_total" in scraped and "aiosched_batch_size_bucket" in scraped
 
 
-def test_bad_settings_are_refused() -> None:
-    async def main() -> None:
-        async with aiosched.Scheduler(SimBackend(lanes=1, models=MODELS)) as sched:
-            with pytest.raises(InvalidConfig):
-                PrometheusExporter(sched, interval=0)
-            exporter = PrometheusExporter(sched)
-            with pytest.raises(InvalidConfig):
-                exporter.serve(70000)
-
-    simtime.run(main())
+@pytest.mark.sim
+async def test_bad_settings_are_refused() -> None:
+    async with aiosched.Scheduler(SimBackend(lanes=1, models=MODELS)) as sched:
+        with pytest.raises(InvalidConfig):
+            PrometheusExporter(sched, interval=0)
+        exporter = PrometheusExporter(sched)
+        with pytest.raises(InvalidConfig):
+            exporter.serve(70000)
 
 
 def test_loadtest_serves_metrics_while_it_runs(tmp_path: Any) -> None:
