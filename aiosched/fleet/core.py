@@ -383,7 +383,11 @@ class Fleet:
         log.warning("aiosched fleet: device %s lost every lane", self._labels[device])
         for placement in self._placements.values():
             placement.remove(device)
-            if not placement.replicas and not placement.pending and not self._closing:
+            if placement.replicas or self._closing:
+                continue
+            if placement.pending:
+                placement.add(min(placement.pending))  # at once: its requests wait for warm-up
+            else:
                 self._replace(placement)
 
     def _replace(self, placement: Placement) -> None:
@@ -441,15 +445,48 @@ class Fleet:
             shrink_below=self._shrink_below,
             min_replicas=self._min_replicas,
         )
+        done = []
         for move in moves:
             placement = self._placements[move.model]
             if move.grow:
                 self._grow(placement, move.device)
                 self._grown += 1
-            else:
+            elif placement.replicas != [move.device]:  # never the last serving replica
                 placement.remove(move.device)
                 self._shrunk += 1
-        return moves
+            else:
+                continue
+            done.append(move)
+        return done
+
+    def add_replica(self, model: str, device: int) -> None:
+        """Route ``model`` to ``device`` too (by hand; rebalancing does the same).
+
+        Where the model is not registered yet it is, and it serves there once
+        warm (:meth:`ready` waits for it). A no-op where it is a replica already.
+        """
+        placement = self._placement(model)
+        if self._closing:
+            raise SchedulerClosed("cannot place a model on a closing fleet")
+        if type(device) is not int or not 0 <= device < len(self._scheds):
+            raise InvalidConfig(
+                f"device must be an index in [0, {len(self._scheds)}), got {device!r}"
+            )
+        if not self._live[device]:
+            raise InvalidConfig(f"device {device} has failed: place the model elsewhere")
+        if device not in placement.replicas and device not in placement.pending:
+            self._grow(placement, device)
+
+    def remove_replica(self, model: str, device: int) -> None:
+        """Route no new request of ``model`` to ``device``; it finishes what it holds.
+
+        The model stays registered there (dormant): adding it back is instant.
+        Removing the last replica raises :class:`InvalidConfig`.
+        """
+        placement = self._placement(model)
+        if device in placement.replicas and len(placement.replicas) == 1:
+            raise InvalidConfig(f"{model}: device {device} is its last replica")
+        placement.remove(device)
 
     def _grow(self, placement: Placement, device: int) -> None:
         if self._host(placement, device):
@@ -503,10 +540,13 @@ class Fleet:
 
     def placement(self, model: str) -> tuple[int, ...]:
         """The devices ``model``'s new requests go to."""
-        p = self._placements.get(model)
+        return tuple(self._placement(model).replicas)
+
+    def _placement(self, model: str) -> Placement:
+        p = self._placements.get(model) if type(model) is str else None
         if p is None:
             raise UnknownModel(f"unknown model {model!r}; registered: {sorted(self._placements)}")
-        return tuple(p.replicas)
+        return p
 
     def snapshot(self) -> FleetSnapshot:
         """Every device's snapshot, the totals per model, and the placement."""
