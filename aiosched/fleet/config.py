@@ -1,0 +1,61 @@
+"""A fleet's settings, checked at the constructor: typed errors before anything starts."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..errors import InvalidConfig
+from ..policy import Policy
+
+__all__ = ["check_rebalance", "model_factory", "policy_for_device"]
+
+
+def policy_for_device(policy: str | Callable[[], Policy]) -> str | Policy:
+    """A policy for one more device: the name, or a fresh object from the function."""
+    if isinstance(policy, str):
+        return policy
+    made = policy()
+    if not isinstance(made, Policy):
+        raise InvalidConfig(f"the policy function must return a Policy, got {made!r}")
+    return made
+
+
+def model_factory(model: Any) -> Callable[[], Any]:
+    """Where each device's model comes from: a copy of a torch module (the cuda backend
+    moves a module onto its device, in place), else the object itself."""
+    if isinstance(model, torch.nn.Module):
+        return lambda: copy.deepcopy(model)
+    return lambda: model
+
+
+def check_rebalance(
+    devices: int,
+    every: float | None,
+    grow_above: float,
+    shrink_below: float,
+    min_replicas: int,
+) -> None:
+    """The rebalance's settings (see :mod:`aiosched.fleet.rebalance`), or InvalidConfig."""
+    numbers = {"grow_above": grow_above, "shrink_below": shrink_below}
+    if every is not None:
+        numbers["rebalance_every"] = every
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidConfig(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise InvalidConfig(f"{name} must be finite, got {value!r}")
+    if every is not None and every <= 0:
+        raise InvalidConfig(f"rebalance_every must be > 0 seconds (or None), got {every!r}")
+    if not 0 <= shrink_below < grow_above:
+        raise InvalidConfig(
+            f"need 0 <= shrink_below < grow_above, got {shrink_below!r} and {grow_above!r}"
+        )
+    if type(min_replicas) is not int or not 1 <= min_replicas <= devices:
+        raise InvalidConfig(
+            f"min_replicas must be an int from 1 to the {devices} devices, got {min_replicas!r}"
+        )

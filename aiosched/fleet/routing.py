@@ -1,0 +1,78 @@
+"""Where a model runs, and which of its devices a request goes to.
+
+A model's :class:`Placement` knows the devices that host it (it is registered
+there) and, among them, its *replicas*: the devices new requests are routed
+to. A host that is not a replica is dormant (it was shrunk away, and drains
+what it had) or pending (still warming up). Per device the placement keeps
+two predictions, refreshed from that device's own predictor at each
+rebalance rather than asked per request:
+
+- ``cost``: the device time one request takes at full batches (the
+  predicted latency of a batch of ``max_batch_size``, divided by it). Summed
+  over a device's outstanding requests, it is the predicted work ahead of a
+  new one there: the fleet's *backlog* of that device.
+- ``solo``: the predicted latency of one request alone.
+
+:meth:`Placement.route` sends a request to the replica with the earliest
+predicted completion, ``backlog + solo``, when that meets the request's
+budget; when none does, to the least-loaded replica (smallest backlog),
+whose own admission then decides (and rejects with
+:class:`~aiosched.errors.DeadlineUnmeetable` what cannot make it). One pass
+over the replicas: O(replicas) per request, no allocation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..spec import ModelSpec
+
+__all__ = ["Placement"]
+
+
+class Placement:
+    """One model's devices: hosts, replicas, per-device predictions and routed work."""
+
+    __slots__ = ("cost", "factory", "hosts", "pending", "replicas", "routed", "solo", "spec")
+
+    def __init__(self, spec: ModelSpec, devices: int, factory: Callable[[], Any]) -> None:
+        self.spec = spec
+        self.factory = factory  # the model object for one more device
+        self.hosts: set[int] = set()  # devices it is registered on
+        self.replicas: list[int] = []  # devices new requests go to, in the order added
+        self.pending: set[int] = set()  # hosts warming up to become replicas
+        self.cost = [0.0] * devices
+        self.solo = [0.0] * devices
+        self.routed = [0.0] * devices  # work routed to each device since the last rebalance
+
+    def route(self, backlog: Sequence[float], budget: float) -> int:
+        """The replica for a request with ``budget`` seconds left (see the module doc)."""
+        replicas = self.replicas
+        solo = self.solo
+        best = replicas[0]
+        best_at = backlog[best] + solo[best]
+        for d in replicas:
+            at = backlog[d] + solo[d]
+            if at < best_at:
+                best, best_at = d, at
+        if best_at <= budget:
+            return best
+        # Nobody meets it: the least-loaded replica, whose admission decides.
+        least = best
+        for d in replicas:
+            if backlog[d] < backlog[least]:
+                least = d
+        return least
+
+    def add(self, device: int) -> None:
+        """Route to ``device`` from now on."""
+        self.pending.discard(device)
+        if device not in self.replicas:
+            self.replicas.append(device)
+
+    def remove(self, device: int) -> None:
+        """Route no new request to ``device``; what it holds stays there and drains."""
+        self.pending.discard(device)
+        if device in self.replicas:
+            self.replicas.remove(device)

@@ -1,0 +1,114 @@
+"""An immutable copy of a fleet's statistics: each device's snapshot, and the totals.
+
+The totals add each model's counters over the devices that host it. Its
+latency percentiles cannot be added from the devices' (a percentile of
+percentiles is not one), so the fleet keeps one latency histogram per model
+of its own, recorded as each request returns its result.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..telemetry.snapshot import ModelSnapshot, SchedulerSnapshot, model_snapshot
+from ..telemetry.stats import LatencyHistogram, ModelCounters
+
+__all__ = ["FleetSnapshot", "model_totals"]
+
+_COUNTERS = (
+    "submitted",
+    "completed",
+    "met_deadline",
+    "missed_deadline",
+    "rejected",
+    "failed",
+    "cancelled",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSnapshot:
+    """The fleet at one instant: per device, per model in total, and where models run."""
+
+    time: float
+    closed: bool
+    labels: tuple[str, ...]
+    """Each device's name (``"sim:0"``, ``"cuda:1"``), in device order."""
+    devices: tuple[SchedulerSnapshot, ...]
+    live: tuple[bool, ...]
+    """False for a device all of whose lanes failed: nothing is routed to it any more."""
+    load: tuple[float, ...]
+    """Each device's routed work per second over the last rebalance period (see
+    :mod:`aiosched.fleet.rebalance`)."""
+    backlog: tuple[float, ...]
+    """Each device's predicted seconds of work outstanding (queued and running), now."""
+    placement: Mapping[str, tuple[int, ...]]
+    """Each model's replicas: the devices new requests go to."""
+    models: Mapping[str, ModelSnapshot]
+    """Each model's counters added over its devices; latency from the fleet's own record."""
+    grown: int
+    """Replicas added by rebalancing so far."""
+    shrunk: int
+    """Replicas removed by rebalancing so far."""
+
+    @property
+    def in_flight(self) -> int:
+        return sum(d.in_flight for d in self.devices)
+
+    @property
+    def queue_depth(self) -> int:
+        return sum(d.queue_depth for d in self.devices)
+
+    def total(self, counter: str) -> int:
+        """Sum of one counter (``"completed"``, ``"rejected"``, ...) over models and devices."""
+        return sum(int(getattr(m, counter)) for m in self.models.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data."""
+        models = {}
+        for name, m in self.models.items():
+            fields = {f: getattr(m, f) for f in ModelSnapshot.__dataclass_fields__}
+            fields["latency"] = asdict(m.latency)
+            fields["batch_sizes"] = {str(k): v for k, v in m.batch_sizes.items()}
+            models[name] = fields
+        return {
+            "time": self.time,
+            "closed": self.closed,
+            "labels": list(self.labels),
+            "devices": [d.to_dict() for d in self.devices],
+            "live": list(self.live),
+            "load": list(self.load),
+            "backlog": list(self.backlog),
+            "placement": {k: list(v) for k, v in self.placement.items()},
+            "models": models,
+            "grown": self.grown,
+            "shrunk": self.shrunk,
+        }
+
+
+def model_totals(
+    name: str,
+    devices: Sequence[SchedulerSnapshot],
+    latency: LatencyHistogram,
+    replicas: Sequence[int],
+) -> ModelSnapshot:
+    """``name``'s counters added over ``devices``; warm when each of its replicas is."""
+    counters = ModelCounters()
+    sizes: Counter[int] = Counter()
+    queued = running = 0
+    for snap in devices:
+        m = snap.models.get(name)
+        if m is None:
+            continue
+        for field in _COUNTERS:
+            setattr(counters, field, getattr(counters, field) + getattr(m, field))
+        sizes.update(m.batch_sizes)
+        queued += m.queue_depth
+        running += m.in_flight
+    counters.latency = latency
+    counters.batch_sizes = sizes
+    warm = all(devices[d].models[name].warm for d in replicas if name in devices[d].models)
+    return model_snapshot(name, counters, queued, running, warm)

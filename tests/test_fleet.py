@@ -1,0 +1,356 @@
+"""The Fleet on sim devices, in virtual time: routing, exactly-once, rebalancing, bad config."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import torch
+
+import aiosched
+from aiosched import simtime
+from aiosched.backends.sim import SimBackend, SimModel
+from aiosched.fleet import Fleet, Move
+from aiosched.fleet.config import model_factory
+from aiosched.fleet.rebalance import ModelLoad, plan
+from aiosched.loadgen import Workload, run_open_loop
+from tests.conftest import flat_model
+
+FAST, SLOW = 0.010, 0.045
+
+
+def device(latency: float, lanes: int = 1, **kw: Any) -> SimBackend:
+    return SimBackend(lanes=lanes, models={"m": flat_model(latency)}, **kw)
+
+
+def submitted(fleet: Fleet) -> list[int]:
+    return [d.total("submitted") for d in fleet.snapshot().devices]
+
+
+def add_up(snap: aiosched.SchedulerSnapshot | Any) -> None:
+    """Every submitted request is exactly one of completed, rejected, failed, cancelled."""
+    for m in snap.models.values():
+        assert m.submitted == m.completed + m.rejected + m.failed + m.cancelled, m
+
+
+# -- routing ---------------------------------------------------------------------
+
+
+def test_routes_to_earliest_predicted_completion_then_spills_over() -> None:
+    # Device 0 is slow (45 ms), device 1 fast (10 ms): the fast one takes requests while
+    # its backlog plus 10 ms beats 45 ms (four of them), the fifth goes to the slow one.
+    async def main() -> None:
+        async with Fleet([device(SLOW), device(FAST)], predictor="solo") as fleet:
+            fleet.register("m", max_batch_size=1)
+            await fleet.ready()
+            one = await fleet.infer("m", 1, deadline=1.0)
+            assert one == 1 and submitted(fleet) == [0, 1]
+            outs = await asyncio.gather(*(fleet.infer("m", i, deadline=1.0) for i in range(5)))
+            assert outs == list(range(5))
+            assert submitted(fleet) == [1, 5]
+            add_up(fleet.snapshot())
+
+    simtime.run(main())
+
+
+def test_when_no_replica_can_meet_it_the_least_loaded_one_rejects() -> None:
+    # The fast device has 40 ms of work queued: 30 ms is met by nobody by the fleet's
+    # prediction, so the request goes to the idle slow device, whose admission rejects it.
+    async def main() -> None:
+        async with Fleet([device(SLOW), device(FAST)], predictor="solo") as fleet:
+            fleet.register("m", max_batch_size=1)
+            await fleet.ready()
+            busy = [asyncio.create_task(fleet.infer("m", i, deadline=1.0)) for i in range(4)]
+            await asyncio.sleep(0)
+            assert submitted(fleet) == [0, 4]
+            with pytest.raises(aiosched.DeadlineUnmeetable):
+                await fleet.infer("m", 9, deadline=0.030)
+            snap = fleet.snapshot()
+            assert [d.total("rejected") for d in snap.devices] == [1, 0]
+            assert await asyncio.gather(*busy) == [0, 1, 2, 3]
+
+    simtime.run(main())
+
+
+def test_backlog_balances_identical_devices_and_totals_add_up() -> None:
+    async def main() -> None:
+        async with Fleet.sim(4, models={"m": flat_model(0.005)}) as fleet:
+            fleet.register("m", max_batch_size=4)
+            await fleet.ready()
+            outs = await asyncio.gather(*(fleet.infer("m", i, deadline=0.5) for i in range(40)))
+            assert outs == list(range(40))
+            snap = fleet.snapshot()
+            assert submitted(fleet) == [10, 10, 10, 10]
+            total = snap.models["m"]
+            assert total.submitted == total.completed == total.met_deadline == 40
+            assert total.latency.count == 40
+            assert snap.backlog == (0.0, 0.0, 0.0, 0.0)
+            assert snap.to_dict()["placement"] == {"m": [0, 1, 2, 3]}
+
+    simtime.run(main())
+
+
+# -- every request resolves exactly once ---------------------------------------------
+
+
+async def _outcomes(calls: list[asyncio.Task[Any]]) -> list[Any]:
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+@pytest.mark.parametrize("drain", [True, False])
+def test_close_with_queued_requests_resolves_each_once(drain: bool) -> None:
+    async def main() -> None:
+        fleet = Fleet.sim(3, lanes=1, models={"m": flat_model(0.010)})
+        await fleet.start()
+        fleet.register("m", max_batch_size=2)
+        await fleet.ready()
+        calls = [asyncio.create_task(fleet.infer("m", i, deadline=10.0)) for i in range(60)]
+        await asyncio.sleep(0.015)
+        calls[50].cancel()
+        await fleet.aclose(drain=drain)
+        outs = await _outcomes(calls)
+        assert isinstance(outs[50], asyncio.CancelledError)
+        for i, out in enumerate(outs):
+            assert out == i or isinstance(out, aiosched.SchedulerClosed | asyncio.CancelledError), (
+                out
+            )
+        closed = sum(isinstance(o, aiosched.SchedulerClosed) for o in outs)
+        assert (closed == 0) if drain else (closed > 0)
+        snap = fleet.snapshot()
+        add_up(snap)
+        assert snap.closed and snap.models["m"].submitted == 60
+        assert snap.models["m"].pending == 0
+        with pytest.raises(aiosched.SchedulerClosed):
+            await fleet.infer("m", 0, deadline=1.0)
+
+    simtime.run(main())
+
+
+def test_a_device_that_loses_every_lane_is_routed_around() -> None:
+    # Device 1's only lane breaks at 20 ms: what it holds fails with LaneFailed, once;
+    # the fleet stops routing there and the rest is served by devices 0 and 2.
+    async def main() -> None:
+        devices = [device(0.010), device(0.010, fail_lanes={0: 0.02}), device(0.010)]
+        async with Fleet(devices, predictor="solo") as fleet:
+            fleet.register("m", max_batch_size=1, warmup=False)
+            first = [asyncio.create_task(fleet.infer("m", i, deadline=10.0)) for i in range(9)]
+            outs = await _outcomes(first)
+            lost = [o for o in outs if isinstance(o, aiosched.LaneFailed)]
+            assert lost and all(o == i for i, o in enumerate(outs) if o not in lost)
+            assert fleet.placement("m") == (0, 2)
+            later = await asyncio.gather(*(fleet.infer("m", i, deadline=10.0) for i in range(6)))
+            assert later == list(range(6))
+            snap = fleet.snapshot()
+            assert snap.live == (True, False, True)
+            assert snap.devices[1].total("failed") == len(lost)
+            assert snap.devices[1].total("submitted") == 3
+            add_up(snap)
+
+    simtime.run(main())
+
+
+def test_a_device_that_loses_one_lane_serves_everything_on_the_other() -> None:
+    async def main() -> None:
+        devices = [device(0.010, lanes=2, fail_lanes={0: 0.015}), device(0.010, lanes=2)]
+        async with Fleet(devices) as fleet:
+            fleet.register("m", max_batch_size=2, warmup=False)
+            outs = await asyncio.gather(*(fleet.infer("m", i, deadline=10.0) for i in range(30)))
+            assert outs == list(range(30))
+            assert fleet.snapshot().live == (True, True)
+
+    simtime.run(main())
+
+
+def test_a_model_whose_only_device_fails_moves_to_a_live_one() -> None:
+    async def main() -> None:
+        devices = [device(0.010, fail_lanes={0: 0.0}), device(0.010)]
+        async with Fleet(devices, rebalance_every=None) as fleet:
+            fleet.register("m", devices=[0], warmup=False)
+            with pytest.raises(aiosched.LaneFailed):
+                await fleet.infer("m", 1, deadline=1.0)
+            assert fleet.placement("m") == (1,)
+            assert await fleet.infer("m", 2, deadline=1.0) == 2
+
+    simtime.run(main())
+
+
+# -- placement and rebalancing --------------------------------------------------------
+
+
+def test_removing_a_replica_drains_it_in_order_and_routes_elsewhere() -> None:
+    # 10 ms on device 0, 13 ms on device 1 (one lane, batches of one): a completion time
+    # says which device served a request. Requests queued on device 1 when it is removed
+    # run there, in their order; later ones go to device 0 only.
+    async def main() -> None:
+        async with Fleet([device(0.010), device(0.013)], rebalance_every=None) as fleet:
+            fleet.register("m", max_batch_size=1, warmup=False)
+            t0 = fleet.now()
+            done: list[tuple[float, int]] = []
+
+            async def call(i: int) -> None:
+                assert await fleet.infer("m", i, deadline=10.0) == i
+                done.append((round((fleet.now() - t0) * 1e3, 6), i))
+
+            first = [asyncio.create_task(call(i)) for i in range(10)]
+            await asyncio.sleep(0)
+            before = submitted(fleet)
+            assert before[1] > 0
+            fleet.remove_replica("m", 1)
+            assert fleet.placement("m") == (0,)
+            await asyncio.gather(*first, *(call(i) for i in range(10, 16)))
+            after = submitted(fleet)
+            assert after == [before[0] + 6, before[1]]
+            on_one = [i for t, i in sorted(done) if t % 13 == 0 and t % 10 != 0]
+            assert len(on_one) == before[1] and on_one == sorted(on_one)
+            add_up(fleet.snapshot())
+            fleet.add_replica("m", 1)  # dormant there: back at once
+            assert fleet.placement("m") == (0, 1)
+            with pytest.raises(aiosched.InvalidConfig):
+                fleet.remove_replica("m", 0)
+                fleet.remove_replica("m", 1)
+
+    simtime.run(main())
+
+
+def test_rebalance_grows_a_hot_model_and_shrinks_it_when_idle() -> None:
+    # One replica of four, offered about two devices' worth: it grows onto idle devices,
+    # every request resolves once, and after the load stops it shrinks back to one.
+    model = SimModel(base=2e-3, per_item=1e-3, exponent=1.0, noise=0.0)
+    rate = 2 * 4 / 6e-3  # two devices at full batches of 4 (6 ms)
+    schedule = Workload.parse("m", "50").schedule("poisson", rate=rate, duration=1.5, seed=3)
+
+    async def main() -> None:
+        async with Fleet.sim(4, models={"m": model}, rebalance_every=0.1) as fleet:
+            fleet.register("m", max_batch_size=4, replicas=1)
+            await fleet.ready()
+            widest = 1
+
+            async def target(name: str, x: Any, deadline: float) -> Any:
+                nonlocal widest
+                widest = max(widest, len(fleet.placement(name)))
+                return await fleet.infer(name, x, deadline)
+
+            result = await run_open_loop(target, schedule)
+            assert widest >= 2
+            counts = result.total().counts
+            assert counts.completed + counts.rejected == len(schedule)
+            assert counts.met_deadline / len(schedule) > 0.95
+            await asyncio.sleep(1.0)
+            snap = fleet.snapshot()
+            assert len(snap.placement["m"]) == 1
+            assert snap.grown >= 1 and snap.shrunk == snap.grown
+            assert snap.models["m"].submitted == len(schedule)
+            add_up(snap)
+
+    simtime.run(main())
+
+
+def test_plan_grows_onto_the_least_loaded_devices_with_room() -> None:
+    kw: dict[str, Any] = {"grow_above": 0.8, "shrink_below": 0.4, "min_replicas": 1}
+    load = [1.2, 0.3, 0.1, 0.9]
+    models = {"a": ModelLoad((0,), [1.2, 0, 0, 0]), "b": ModelLoad((3,), [0, 0, 0, 0.9])}
+    # "a" spreads onto device 2, then 1, until its replicas' mean is down to 0.6; then
+    # no device has room for half of "b" without going hot itself.
+    assert plan(load, models, [True] * 4, **kw) == [Move("a", 2, True), Move("a", 1, True)]
+    assert plan(load, models, [True, False, False, True], **kw) == []  # none live to add
+    # Two hot models do not both pick the one idle device.
+    two = {"a": ModelLoad((0,), [1.0, 0, 0, 0]), "b": ModelLoad((1,), [0, 1.0, 0, 0])}
+    moves = plan([1.0, 1.0, 0.0, 0.0], two, [True] * 4, **kw)
+    assert moves == [Move("a", 2, True), Move("b", 3, True)]
+
+
+def test_plan_shrinks_only_below_the_low_threshold_one_at_a_time() -> None:
+    idle = {"a": ModelLoad((0, 1, 2), [0.1, 0.1, 0.1])}
+    kw: dict[str, Any] = {"grow_above": 0.8, "shrink_below": 0.4, "min_replicas": 1}
+    assert plan([0.1, 0.1, 0.1], idle, [True] * 3, **kw) == [Move("a", 2, grow=False)]
+    warm = {"a": ModelLoad((0, 1, 2), [0.3, 0.3, 0.3])}
+    assert plan([0.3, 0.3, 0.3], warm, [True] * 3, **kw) == []  # 0.45 each after: stays
+    assert plan([0.1, 0.1, 0.1], idle, [True] * 3, **{**kw, "min_replicas": 3}) == []
+
+
+# -- bad configuration -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("devices", "options"),
+    [
+        ([], {}),
+        ("sim", {}),
+        (["tpu"], {}),
+        (["sim", 3], {}),
+        (["cuda:0", "cuda:0"], {}),
+        (["sim", "cpu"], {}),
+        (["sim"], {"rebalance_every": 0}),
+        (["sim"], {"rebalance_every": float("nan")}),
+        (["sim"], {"grow_above": 0.3, "shrink_below": 0.5}),
+        (["sim"], {"min_replicas": 2}),
+        (["sim"], {"min_replicas": True}),
+        (["sim"], {"policy": aiosched.EdfPolicy()}),
+        (["sim"], {"policy": lambda: "edf"}),
+        (["sim"], {"policy": "lifo"}),
+        (["sim"], {"predictor": 3}),
+    ],
+)
+def test_bad_fleet_config_raises_invalid_config(devices: Any, options: dict[str, Any]) -> None:
+    with pytest.raises(aiosched.InvalidConfig):
+        Fleet(devices, **options)
+
+
+def test_the_same_backend_twice_is_refused() -> None:
+    backend = SimBackend()
+    with pytest.raises(aiosched.InvalidConfig, match="twice"):
+        Fleet([backend, backend])
+    with pytest.raises(aiosched.InvalidConfig):
+        Fleet.sim(0)
+
+
+def test_bad_registration_and_calls_raise_typed_errors() -> None:
+    async def main() -> None:
+        fleet = Fleet.sim(2, models={"m": flat_model()})
+        with pytest.raises(aiosched.SchedulerClosed):
+            await fleet.infer("m", 1, deadline=1.0)
+        with pytest.raises(aiosched.SchedulerClosed):
+            await fleet.ready()
+        async with fleet:
+            fleet.register("m", replicas=1, warmup=False)
+            for kwargs in (
+                {"replicas": 0},
+                {"replicas": 3},
+                {"replicas": True},
+                {"devices": [0, 0]},
+                {"devices": [2]},
+                {"devices": []},
+                {"devices": [0], "replicas": 1},
+                {"max_batch_size": 0},
+            ):
+                with pytest.raises(aiosched.InvalidConfig):
+                    fleet.register("n", **kwargs)
+            with pytest.raises(aiosched.InvalidConfig, match="already"):
+                fleet.register("m")
+            with pytest.raises(aiosched.UnknownModel):
+                await fleet.infer("nope", 1, deadline=1.0)
+            with pytest.raises(aiosched.UnknownModel):
+                fleet.placement("nope")
+            with pytest.raises(aiosched.InvalidInput):
+                await fleet.infer("m", 1, deadline=-1.0)
+            with pytest.raises(aiosched.InvalidConfig):
+                fleet.add_replica("m", 5)
+            assert fleet.models[0].name == "m"
+            assert "open" in repr(fleet)
+        with pytest.raises(aiosched.SchedulerClosed):
+            fleet.register("late")
+        with pytest.raises(aiosched.InvalidConfig):
+            await fleet.start()
+
+    simtime.run(main())
+
+
+def test_each_device_gets_its_own_copy_of_a_torch_module() -> None:
+    module = torch.nn.Linear(2, 2)
+    make = model_factory(module)
+    one, two = make(), make()
+    assert one is not two and one is not module
+    assert torch.equal(one.weight, module.weight)
+    sim_model = flat_model()
+    assert model_factory(sim_model)() is sim_model
