@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         UnknownModel,
         WrongEventLoop,
     )
+    from .fleet import Fleet, FleetSnapshot
     from .policy import DispatchView, EdfPolicy, FifoPolicy, Policy, SequentialPolicy
     from .predict import (
         ErrorSummary,
@@ -80,6 +81,8 @@ _WHERE: dict[str, str] = {
     "EwmaPredictor": ".predict",
     "Execution": ".timeline",
     "FifoPolicy": ".policy",
+    "Fleet": ".fleet",
+    "FleetSnapshot": ".fleet",
     "InvalidConfig": ".errors",
     "InvalidInput": ".errors",
     "LaneFailed": ".errors",
@@ -151,6 +154,8 @@ __all__ = [
     "ErrorSummary",
     "EwmaPredictor",
     "FifoPolicy",
+    "Fleet",
+    "FleetSnapshot",
     "InvalidConfig",
     "InvalidInput",
     "LaneFailed",
