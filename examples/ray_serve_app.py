@@ -3,13 +3,15 @@
 pip install 'aiosched[ray]'
 python examples/ray_serve_app.py          # local Ray: deploy, a few calls with deadlines, shut down
 
-Driven by the load generator: serve it from a local Ray instance until Ctrl-C,
+Driven by the load generator: serve it from a local Ray instance for 120 s,
 
-python examples/ray_serve_app.py --serve   # prints the RAY_ADDRESS to use, then serves
-RAY_ADDRESS=... aiosched loadtest --target ray-serve:aiosched --rate 40 --duration 20 \
-    --deadline 300 --no-live                # in another terminal
+python examples/ray_serve_app.py --serve 120  # prints the RAY_ADDRESS to use, then serves
+RAY_ADDRESS=... RAY_AUTH_MODE=token aiosched loadtest --target ray-serve:aiosched \
+    --rate 20 --duration 20 --models mobilenet_v3_small --deadline 300 --no-live  # elsewhere
 
-or on a running cluster (``ray start --head``), where it stays deployed:
+(``RAY_AUTH_MODE=token``: a local instance of Ray 2.60 requires the token it
+saved in ``~/.ray/auth_token`` from other drivers); or on a running cluster
+(``ray start --head``), where it stays deployed:
 
 python examples/ray_serve_app.py --deploy  # deploys application "aiosched" and returns
 aiosched loadtest --target ray-serve:aiosched --rate 40 --duration 20 --deadline 300 --no-live
@@ -25,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import time
 
 import torch
@@ -67,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--deploy", action="store_true", help="deploy on a running cluster")
-    mode.add_argument("--serve", action="store_true", help="serve from local Ray until Ctrl-C")
+    mode.add_argument("--serve", type=float, metavar="S", help="serve from local Ray for S seconds")
     args = parser.parse_args()
     if args.deploy:
         ray.init(address="auto")
@@ -79,16 +79,13 @@ def main() -> None:
     try:
         serve.start(proxy_location="Disabled")
         handle = serve.run(app, name=APP, route_prefix=None)  # returns once the replicas warmed up
-        if args.serve:
+        if args.serve is not None:
             address = ray.get_runtime_context().gcs_address
-            print(f"serving {APP!r} until Ctrl-C; in another terminal:", flush=True)
+            print(f"serving {APP!r} for {args.serve:g} s; in another terminal:", flush=True)
             print(
                 f"RAY_ADDRESS={address} aiosched loadtest --target ray-serve:{APP} ...", flush=True
             )
-            signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill PID: as Ctrl-C
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(3600)
+            time.sleep(args.serve)
         else:
             asyncio.run(calls(AioschedClient(handle)))
     finally:

@@ -158,3 +158,15 @@ def _requests_with_deadlines(client: Any) -> None:
     assert in_transit.error == "DeadlineExceeded" and "in transit" in in_transit.message
     assert slow_ok.ok and slow_ok.output.shape == (1,)
     assert set(info["models"]) == {"tiny_mlp", "slow"} and info["lanes"] == 1
+
+
+def test_loadtest_target_option_is_checked_before_any_run() -> None:
+    from typer.testing import CliRunner
+
+    from aiosched.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["loadtest", "--target", "bogus", "--rate", "5"])
+    assert bad.exit_code == 2 and "ray-serve:APP" in bad.output
+    no_rate = runner.invoke(app, ["loadtest", "--target", "ray-serve:app"])
+    assert no_rate.exit_code == 2 and "--rate" in no_rate.output

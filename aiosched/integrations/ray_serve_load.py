@@ -85,8 +85,13 @@ async def run_serve_loadtest(
     first send. Connects to the cluster if this process is not connected yet,
     and disconnects at the end if it connected.
     """
-    import ray
-    from ray import serve
+    try:
+        import ray
+        from ray import serve
+    except ImportError as exc:
+        raise InvalidConfig(
+            f"--target ray-serve needs ray: pip install 'aiosched[ray]' ({exc})"
+        ) from None
 
     from .ray_serve import AioschedClient
 
