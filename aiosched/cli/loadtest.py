@@ -11,7 +11,9 @@ sending, drains, and still prints and writes the report. ``--csv FILE`` writes
 the measured run's per-second time series (:mod:`aiosched.loadgen.timeseries`);
 ``--timeline FILE`` its executions, one per batch run (model, lane, start, end,
 batch size, predicted latency: :mod:`aiosched.loadgen.timelinefile`), which
-``aiosched report`` draws.
+``aiosched report`` draws. ``--target ray-serve:APP`` sends the load through the
+handle of a running Ray Serve application instead
+(:mod:`aiosched.integrations.ray_serve_load`; needs ``--rate R``).
 """
 
 from __future__ import annotations
@@ -128,6 +130,14 @@ def register(app: typer.Typer) -> None:
         metrics_addr: Annotated[
             str, typer.Option(help="address the metrics server binds")
         ] = "127.0.0.1",
+        target: Annotated[
+            str,
+            typer.Option(
+                help="'embedded': a scheduler in this process; 'ray-serve:APP': a running "
+                "Ray Serve application of aiosched.integrations.ray_serve (cluster at "
+                "RAY_ADDRESS, default auto; needs --rate R)"
+            ),
+        ] = "embedded",
     ) -> None:
         """Drive an open-loop workload through the scheduler and report latency and goodput."""
         from ..loadgen.harness import LoadtestConfig, resolve_backend
@@ -158,6 +168,19 @@ def register(app: typer.Typer) -> None:
                 require_prometheus()
             except AioschedError as exc:
                 bad(exc, "--metrics-port")
+        from ..integrations.ray_serve_load import app_of
+
+        try:
+            serve_app = app_of(target)
+        except AioschedError as exc:
+            bad(exc, "--target")
+        if serve_app is not None:
+            if rate_mode != "fixed" and trace is None:
+                bad("give --rate R: the peak search runs on the embedded scheduler", "--rate")
+            if metrics_port is not None:
+                bad("the metrics exporter reads the embedded scheduler", "--metrics-port")
+            if timeline_path is not None:
+                bad("the executions are the embedded scheduler's", "--timeline")
         try:
             cfg = LoadtestConfig(
                 backend=backend,
@@ -178,13 +201,17 @@ def register(app: typer.Typer) -> None:
             )
         except AioschedError as exc:
             raise fail(exc) from None
-        check_lanes(resolve_backend(cfg.backend), lanes)
+        if serve_app is None:
+            check_lanes(resolve_backend(cfg.backend), lanes)
         try:
-            metrics = None if metrics_port is None else (metrics_port, metrics_addr)
             executions: list[Execution] = []
-            report, _, series = _run(
-                cfg, console, live and console.is_terminal, metrics, executions
-            )
+            if serve_app is not None:
+                report, series = _run_serve(cfg, serve_app, console)
+            else:
+                metrics = None if metrics_port is None else (metrics_port, metrics_addr)
+                report, _, series = _run(
+                    cfg, console, live and console.is_terminal, metrics, executions
+                )
         except (AioschedError, OSError) as exc:
             raise fail(exc) from None
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -320,6 +347,50 @@ def _run(
     coro = main(line, interval)
     report, snap = simtime.run(coro) if simulated else run(coro)
     return report, snap, results[-1].series if results else None
+
+
+def _run_serve(
+    cfg: LoadtestConfig, app: str, console: Console
+) -> tuple[dict[str, Any], TimeSeries | None]:
+    """The load through Ray Serve application ``app``: the report and the per-second series."""
+    from .._runtime import run
+    from ..integrations.ray_serve_load import run_serve_loadtest
+
+    results: list[LoadResult] = []
+    offered = [0.0]
+
+    def on_start(info: dict[str, Any], schedule: Any) -> None:
+        offered[0] = schedule.offered_rps
+        console.print(
+            f"aiosched loadtest: Ray Serve application {app!r} ({info['backend']} replicas, "
+            f"{info['lanes']} lanes each, policy {info['policy']}), "
+            f"{schedule.offered_rps:.1f} requests/s offered for {schedule.duration_s:.0f} s "
+            f"({len(schedule)} requests)",
+            highlight=False,
+        )
+
+    def line(p: Progress) -> None:
+        console.print(
+            f"[{p.elapsed_s:6.1f}/{p.window_s:.0f}s] offered {offered[0]:7.1f}/s "
+            f"sent {p.sent_rps:7.1f}/s done {p.achieved_rps:7.1f}/s "
+            f"good {p.goodput_rps:7.1f}/s miss {p.miss_pct:5.1f}% "
+            f"rejected {p.counts.rejected}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    interval = max(1.0, min(5.0, cfg.duration / 10))
+    report = run(
+        run_serve_loadtest(
+            cfg,
+            app,
+            on_start=on_start,
+            on_progress=line,
+            progress_interval=interval,
+            on_result=results.append,
+        )
+    )
+    return report, results[-1].series if results else None
 
 
 def _pct(fraction: float | None) -> str:
