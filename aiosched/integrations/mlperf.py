@@ -204,6 +204,7 @@ class SchedulerSUT:
             loop.close()
 
     async def _serve(self) -> None:
+        from ..loadgen.harness import model_capacity
         from ..scheduler import Scheduler
 
         cfg = self.cfg
@@ -221,11 +222,8 @@ class SchedulerSUT:
                 sched.register(name, model, max_batch_size=cfg.max_batch_size, input_shape=shape)
                 self._input = torch.randn(shape, generator=torch.Generator().manual_seed(0))
             await sched.ready()
-            now, b = sched.now(), cfg.max_batch_size
-            self.solo_s = sched.predictor.predict(name, 1, (), now)
-            # as the load test's capacity estimate: lanes share one device, sqrt(lanes) of them
-            per_lane = b / sched.predictor.predict(name, b, (), now)
-            self.capacity_rps = per_lane * math.sqrt(cfg.lanes)
+            self.solo_s = sched.predictor.predict(name, 1, (), sched.now())
+            self.capacity_rps = model_capacity(sched, sched.models[0], cfg.lanes)
             self._sched = sched
             self._ready.set()
             await self._stop.wait()

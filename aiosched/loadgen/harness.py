@@ -30,6 +30,7 @@ import torch
 
 from ..errors import InvalidConfig
 from ..scheduler import DEFAULT_PREDICTOR, Scheduler
+from ..spec import ModelSpec
 from ..telemetry.snapshot import SchedulerSnapshot
 from ..timeline import Execution
 from .driver import OpenLoopDriver, Progress, Target
@@ -223,15 +224,18 @@ def capacity_estimate(sched: Scheduler, workload: Workload, lanes: int) -> float
     cores (about 1.4x), an estimate on the safe side for more lanes. It is
     where the peak search starts.
     """
-    now = sched.now()
     total_share = sum(m.share for m in workload.models)
     seconds_per_request = 0.0
     for spec in sched.models:
         load = next(m for m in workload.models if m.name == spec.name)
-        b = spec.max_batch_size
-        per_lane = b / sched.predictor.predict(spec.name, b, (), now)
-        seconds_per_request += (load.share / total_share) / (per_lane * math.sqrt(lanes))
+        seconds_per_request += (load.share / total_share) / model_capacity(sched, spec, lanes)
     return 1.0 / seconds_per_request
+
+
+def model_capacity(sched: Scheduler, spec: ModelSpec, lanes: int) -> float:
+    """One model's capacity (requests/s) alone, as :func:`capacity_estimate` counts it."""
+    b = spec.max_batch_size
+    return b / sched.predictor.predict(spec.name, b, (), sched.now()) * math.sqrt(lanes)
 
 
 def auto_rate(sched: Scheduler, workload: Workload, lanes: int) -> float:
