@@ -82,6 +82,9 @@ class SchedulerView:
                 if request.state != SETTLED:
                     queue.push(request)
             raise
+        if batch[0].group is None:  # a retry group's members were counted at their first run
+            now = s._now
+            batch[0].counters.queue_wait.record_many([now - r.arrival for r in batch])
         return len(batch)
 
     def reject_head(self, queue: ModelQueue, error: AioschedError) -> None:

@@ -72,6 +72,7 @@ class FleetSnapshot:
         for name, m in self.models.items():
             fields = {f: getattr(m, f) for f in ModelSnapshot.__dataclass_fields__}
             fields["latency"] = asdict(m.latency)
+            fields["queue_wait"] = asdict(m.queue_wait)
             fields["batch_sizes"] = {str(k): v for k, v in m.batch_sizes.items()}
             models[name] = fields
         return {

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
+from itertools import pairwise
 
 __all__ = ["LatencyHistogram", "ModelCounters"]
 
@@ -18,6 +20,12 @@ _MIN_S = 1e-6  # latencies below 1 us share the first bucket
 _INV_MIN_S = 1.0 / _MIN_S
 _INV_LOG_GROWTH = 1.0 / _LOG_GROWTH
 _log = math.log
+
+
+def _index(seconds: float) -> int:
+    """The bucket of ``seconds``: ``[MIN * 1.02**i, MIN * 1.02**(i + 1))``; 0 also holds all
+    below."""
+    return int(_log(seconds * _INV_MIN_S) * _INV_LOG_GROWTH) if seconds > _MIN_S else 0
 
 
 class LatencyHistogram:
@@ -39,6 +47,7 @@ class LatencyHistogram:
         buckets = self._buckets
         top = self.max
         for seconds in values:
+            # _index, inlined: this runs once per request
             idx = int(_log(seconds * _INV_MIN_S) * _INV_LOG_GROWTH) if seconds > _MIN_S else 0
             buckets[idx] = buckets.get(idx, 0) + 1
             if seconds > top:
@@ -60,6 +69,29 @@ class LatencyHistogram:
                     return min(_MIN_S, self.max)
                 return min(_MIN_S * math.pow(_GROWTH, idx + 0.5), self.max)
         return self.max
+
+    def cumulative(self, bounds: Sequence[float]) -> list[int]:
+        """How many recorded values are at most each of ``bounds`` (ascending), in seconds:
+        the ``le`` buckets of a Prometheus histogram.
+
+        Counted by whole buckets: a bucket counts towards ``b`` when ``b`` lies at
+        or above its lower edge. So the count at ``b`` includes every value ``<= b``
+        and may include values up to one bucket's width (2 %) above ``b``; it never
+        misses one below. The counts never decrease, and a bound above :attr:`max`
+        counts everything.
+        """
+        if any(b < a for a, b in pairwise(bounds)):
+            raise ValueError(f"bounds must be ascending, got {list(bounds)}")
+        items = sorted(self._buckets.items())
+        out: list[int] = []
+        i = seen = 0
+        for bound in bounds:
+            top = _index(bound)
+            while i < len(items) and items[i][0] <= top:
+                seen += items[i][1]
+                i += 1
+            out.append(seen)
+        return out
 
     def merge(self, other: LatencyHistogram) -> None:
         for idx, n in other._buckets.items():
@@ -84,6 +116,7 @@ class ModelCounters:
         "latency",
         "met_deadline",
         "missed_deadline",
+        "queue_wait",
         "rejected",
         "submitted",
     )
@@ -97,6 +130,11 @@ class ModelCounters:
         self.failed = 0
         self.cancelled = 0
         self.latency = LatencyHistogram()
+        """Arrival to result of each completed request."""
+        self.queue_wait = LatencyHistogram()
+        """Arrival to the dispatch of the batch that first ran it, for each request that
+        ran (a retried request counts once: its later waits are part of a failure's cost,
+        not of queueing)."""
         self.batch_sizes: Counter[int] = Counter()
 
     @property
