@@ -4,7 +4,6 @@
 
     async with aiosched.Scheduler("cpu") as sched, PrometheusExporter(sched) as exporter:
         exporter.serve(9464)                       # http://127.0.0.1:9464/metrics
-        infer = exporter.instrument(sched.infer)   # optional: request latency histograms
         ...
 
 It observes the scheduler only through its public API. A task on the
@@ -20,18 +19,25 @@ scheduler-wide predictor gauges):
   ``requests_submitted_total``
 - ``queue_depth``, ``requests_in_flight`` (gauges)
 - ``batch_size``: histogram of the batches run (from the snapshot: exact)
-- ``request_latency_quantile_seconds{quantile}``: the scheduler's own percentiles
-  (arrival to result; 0.5, 0.9, 0.99, 0.999), ``request_latency_mean_seconds``
-- ``request_latency_seconds_bucket``... : a histogram of ``infer`` calls made
-  through :meth:`PrometheusExporter.instrument` (from the call to its return)
+- ``request_latency_seconds``: histogram of every completed request's latency
+  (arrival to result), from the scheduler's own record;
+  ``request_latency_quantile_seconds{quantile}`` (0.5, 0.9, 0.99, 0.999) and
+  ``request_latency_mean_seconds`` from the same record
+- ``queue_wait_seconds``: histogram of each request's wait, from its arrival to
+  the dispatch of the batch that first ran it (requests that never ran are not
+  in it); ``queue_wait_quantile_seconds{quantile}``
+- ``infer_call_seconds``: histogram of the ``infer`` calls made through
+  :meth:`PrometheusExporter.instrument` (call to return, as the caller sees it)
 - ``execution_seconds``: histogram of batch run times
 - ``predictor_abs_error_ratio``: histogram of ``|predicted - measured| /
   measured`` per execution; ``predictor_mape``, ``predictor_p95_ape`` (gauges,
   the scheduler's running figures)
 - ``lanes``, ``lanes_busy``, ``lanes_stuck`` (gauges)
 
-A queue-wait histogram (arrival to dispatch, per request) is not among them:
-the public API does not expose when a request was dispatched.
+The two per-request histograms come from the scheduler's log-spaced buckets
+(2 % wide; see :attr:`aiosched.LatencySummary.buckets`), carried by the
+snapshot as cumulative counts at :data:`~aiosched.telemetry.snapshot.HISTOGRAM_BOUNDS`
+(100 us to 10 s): a count at ``le=b`` may include values up to 2 % above ``b``.
 
 The HTTP server binds 127.0.0.1 unless told otherwise: the metrics name the
 models a service runs and its load, which is nobody else's business.
@@ -49,7 +55,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from ..errors import InvalidConfig
-from .snapshot import SchedulerSnapshot
+from .snapshot import HISTOGRAM_BOUNDS, LatencySummary, SchedulerSnapshot
 
 if TYPE_CHECKING:
     from ..scheduler import Scheduler
@@ -67,28 +73,6 @@ _OUTCOMES = (
 )
 _QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"), ("0.999", "p999"))
 _BATCH_BUCKETS = tuple(float(1 << k) for k in range(11))  # 1 .. 1024
-_LATENCY_BUCKETS = (
-    0.001,
-    0.0025,
-    0.005,
-    0.0075,
-    0.01,
-    0.015,
-    0.02,
-    0.03,
-    0.05,
-    0.075,
-    0.1,
-    0.15,
-    0.2,
-    0.3,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
 _ERROR_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 
 
@@ -133,18 +117,18 @@ class PrometheusExporter:
         self._server: Any = None
         self._thread: Any = None
         ns = namespace
-        self._request_latency: Any = prom.Histogram(
-            f"{ns}_request_latency_seconds",
+        self._calls: Any = prom.Histogram(
+            f"{ns}_infer_call_seconds",
             "infer() calls made through the exporter's instrument(): call to return, seconds",
             ["model"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=HISTOGRAM_BOUNDS,
             registry=None,
         )
         self._execution: Any = prom.Histogram(
             f"{ns}_execution_seconds",
             "batch run time on a lane, seconds",
             ["model"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=HISTOGRAM_BOUNDS,
             registry=None,
         )
         self._error: Any = prom.Histogram(
@@ -239,8 +223,11 @@ class PrometheusExporter:
     def instrument(
         self, infer: Callable[[str, Any, float], Awaitable[Any]]
     ) -> Callable[[str, Any, float], Awaitable[Any]]:
-        """``infer`` timed into ``request_latency_seconds`` (calls that return a result)."""
-        sched, histogram = self._sched, self._request_latency
+        """``infer`` timed into ``infer_call_seconds`` (calls that return a result).
+
+        Optional: ``request_latency_seconds`` covers every request without it.
+        """
+        sched, histogram = self._sched, self._calls
 
         @functools.wraps(infer)
         async def timed(model: str, x: Any, deadline: float) -> Any:
@@ -265,7 +252,7 @@ class PrometheusExporter:
         """Called by ``prometheus_client`` on a scrape (any thread)."""
         core = importlib.import_module("prometheus_client.core")
         ns = self.namespace
-        yield from self._request_latency.collect()
+        yield from self._calls.collect()
         yield from self._execution.collect()
         yield from self._error.collect()
         snap = self._snapshot
@@ -292,6 +279,21 @@ class PrometheusExporter:
             "the scheduler's mean request latency, arrival to result",
             labels=["model"],
         )
+        latency = core.HistogramMetricFamily(
+            f"{ns}_request_latency_seconds",
+            "completed requests' latency, arrival to result, seconds (the scheduler's record)",
+            labels=["model"],
+        )
+        wait = core.HistogramMetricFamily(
+            f"{ns}_queue_wait_seconds",
+            "requests' wait from arrival to the dispatch of the batch that first ran them",
+            labels=["model"],
+        )
+        wait_quantiles = core.GaugeMetricFamily(
+            f"{ns}_queue_wait_quantile_seconds",
+            "the scheduler's queue-wait percentiles, arrival to first dispatch",
+            labels=["model", "quantile"],
+        )
         for name, m in snap.models.items():
             for outcome, field in _OUTCOMES:
                 requests.add_metric([name, outcome], float(getattr(m, field)))
@@ -299,11 +301,17 @@ class PrometheusExporter:
             queue.add_metric([name], float(m.queue_depth))
             in_flight.add_metric([name], float(m.in_flight))
             batch.add_metric([name], *_batch_buckets(m.batch_sizes))
+            latency.add_metric([name], *_le_buckets(m.latency))
+            wait.add_metric([name], *_le_buckets(m.queue_wait))
             if m.latency.count:
                 for q, field in _QUANTILES:
                     quantiles.add_metric([name, q], float(getattr(m.latency, field)))
                 mean.add_metric([name], float(m.latency.mean))
+            if m.queue_wait.count:
+                for q, field in _QUANTILES:
+                    wait_quantiles.add_metric([name, q], float(getattr(m.queue_wait, field)))
         yield from (requests, submitted, queue, in_flight, batch, quantiles, mean)
+        yield from (latency, wait, wait_quantiles)
         lanes = snap.lanes
         yield core.GaugeMetricFamily(f"{ns}_lanes", "lanes on the device", value=len(lanes))
         yield core.GaugeMetricFamily(
@@ -322,6 +330,14 @@ class PrometheusExporter:
                     f"the predictor's running {what} absolute percentage error (a ratio)",
                     value=value,
                 )
+
+
+def _le_buckets(summary: LatencySummary) -> tuple[list[tuple[str, float]], float]:
+    """A summary's cumulative buckets as ``le`` buckets (+Inf: everything), and the sum."""
+    counts = dict(summary.buckets)
+    buckets = [(str(bound), float(counts.get(bound, 0))) for bound in HISTOGRAM_BOUNDS]
+    buckets.append(("+Inf", float(summary.count)))
+    return buckets, float(summary.total)
 
 
 def _batch_buckets(sizes: Any) -> tuple[list[tuple[str, float]], float]:
