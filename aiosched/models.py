@@ -2,11 +2,15 @@
 
 Nothing is downloaded: every torchvision model is built with ``weights=None``.
 :data:`ZOO` gives each known name's input shape so ``register`` can be told it.
+torchvision is an extra (``vision``), imported only when a torchvision
+architecture is built; without it, building one raises :class:`InvalidConfig`
+saying what to install, and the tiny models still work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +19,16 @@ from torch import nn
 
 from .errors import InvalidConfig
 
-__all__ = ["ZOO", "ZooEntry", "identity", "tiny_cnn", "tiny_mlp", "torchvision_model"]
+__all__ = [
+    "ZOO",
+    "ZooEntry",
+    "identity",
+    "require_torchvision",
+    "require_zoo",
+    "tiny_cnn",
+    "tiny_mlp",
+    "torchvision_model",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +36,23 @@ class ZooEntry:
     name: str
     input_shape: tuple[int, ...]
     build: Callable[[], nn.Module]
+    vision: bool = True
+    """Built by torchvision (the ``vision`` extra)."""
+
+
+def require_torchvision() -> Any:
+    """``torchvision.models``, or :class:`InvalidConfig` naming the extra to install."""
+    try:
+        return importlib.import_module("torchvision.models")
+    except ModuleNotFoundError:  # not installed; a broken install raises its own error
+        raise InvalidConfig(
+            "torchvision models need torchvision: pip install 'aiosched[vision]'"
+        ) from None
 
 
 def _tv(name: str, **kwargs: Any) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
-        import torchvision.models as tvm
-
+        tvm = require_torchvision()
         return tvm.get_model(name, weights=None, **kwargs)  # type: ignore[no-any-return]
 
     return build
@@ -49,10 +73,17 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("vgg19", _IMAGE, _tv("vgg19")),
         ZooEntry("vit_b_16", _IMAGE, _tv("vit_b_16")),
         ZooEntry("convnext_base", _IMAGE, _tv("convnext_base")),
-        ZooEntry("tiny_mlp", (16,), lambda: tiny_mlp()),
-        ZooEntry("tiny_cnn", (3, 32, 32), lambda: tiny_cnn()),
+        ZooEntry("tiny_mlp", (16,), lambda: tiny_mlp(), vision=False),
+        ZooEntry("tiny_cnn", (3, 32, 32), lambda: tiny_cnn(), vision=False),
     )
 }
+
+
+def require_zoo(names: Iterable[str]) -> None:
+    """Check, before anything runs, that the zoo models ``names`` can be built: raises
+    :class:`InvalidConfig` naming the extra when one needs torchvision and it is missing."""
+    if any(entry.vision for entry in map(ZOO.get, names) if entry is not None):
+        require_torchvision()
 
 
 def torchvision_model(name: str) -> tuple[nn.Module, tuple[int, ...]]:

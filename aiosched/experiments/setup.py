@@ -84,6 +84,10 @@ def check_models(backend: str, names: Sequence[str]) -> None:
         raise InvalidConfig(
             f"unknown {backend} model(s) {', '.join(unknown)}; known: {', '.join(known)}"
         )
+    if backend != "sim":
+        from ..models import require_zoo
+
+        require_zoo(names)
 
 
 def load_models(backend: str, names: Sequence[str]) -> list[ModelEntry]:

@@ -333,6 +333,10 @@ class LoadtestSession:
                 f"unknown model(s) for the {self.backend} backend: {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(known))}"
             )
+        if self.backend != "sim":
+            from ..models import require_zoo
+
+            require_zoo(self.workload.names)
         self._sched: Scheduler | None = None
         self._inputs: dict[str, Any] = {}
         self.capacity_estimate_rps: float | None = None
