@@ -1,32 +1,41 @@
-# Both targets set up .venv with pip on a fresh machine, then run.
+# Both targets set up .venv with pip on a fresh machine, then run. Each installs only what
+# it needs: `make loadtest` the library and torchvision, `make test` every extra the tests
+# exercise (the `test` extra), so that only the cuda tests skip.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+RUN_STAMP := $(VENV)/.installed-run
 
 .PHONY: test loadtest lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 
-test: $(STAMP) lint typecheck unit
+$(TEST_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
 
-lint: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[vision]'
+	touch $@
+
+test: $(TEST_STAMP) lint typecheck unit
+
+lint: $(TEST_STAMP)
 	$(PY) -m ruff check aiosched tests benchmarks examples
 	$(PY) -m ruff format --check aiosched tests benchmarks examples
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(PY) -m mypy
 
-unit: $(STAMP)
-	$(PY) -m pytest -q
+unit: $(TEST_STAMP)
+	$(PY) -m pytest -q -rs
 
-loadtest: $(STAMP)
+loadtest: $(RUN_STAMP)
 	$(VENV)/bin/aiosched loadtest
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(PY) benchmarks/overhead.py
 
 clean:
