@@ -117,6 +117,12 @@ def test_cumulative_counts_are_monotone_and_within_a_bucket_of_the_truth(
         assert sum(v <= bound for v in values) <= count
         assert count <= sum(v <= bound * 1.0201 + 2e-6 for v in values)
     assert h.cumulative([max(values) * 1.03 + 1e-6]) == [len(values)]
+    qs = [0, 10, 50, 90, 99, 99.9, 100]
+    assert h.percentiles(qs) == [h.percentile(q) for q in qs]  # one pass, same answers
+    exact = sorted(values)
+    for q, p in zip(qs, h.percentiles(qs), strict=True):
+        truth = exact[max(1, math.ceil(len(values) * q / 100)) - 1]
+        assert p == pytest.approx(truth, rel=0.0101, abs=1.1e-6)
 
 
 def test_cumulative_wants_ascending_bounds() -> None:

@@ -175,13 +175,14 @@ class SchedulerSnapshot:
 def latency_summary(h: LatencyHistogram) -> LatencySummary:
     if not h.count:
         return LatencySummary()
+    p50, p90, p99, p999 = h.percentiles((50, 90, 99, 99.9))
     return LatencySummary(
         count=h.count,
         mean=h.total / h.count,
-        p50=h.percentile(50),
-        p90=h.percentile(90),
-        p99=h.percentile(99),
-        p999=h.percentile(99.9),
+        p50=p50,
+        p90=p90,
+        p99=p99,
+        p999=p999,
         max=h.max,
         total=h.total,
         buckets=tuple(zip(HISTOGRAM_BOUNDS, h.cumulative(HISTOGRAM_BOUNDS), strict=True)),

@@ -58,17 +58,31 @@ class LatencyHistogram:
 
     def percentile(self, q: float) -> float:
         """The ``q``-th percentile (0..100) in seconds; ``nan`` when empty."""
+        return self.percentiles([q])[0]
+
+    def percentiles(self, qs: Sequence[float]) -> list[float]:
+        """Several percentiles (each 0..100, ascending) in one pass over the buckets."""
+        if any(b < a for a, b in pairwise(qs)):
+            raise ValueError(f"percentiles must be ascending, got {list(qs)}")
         if not self.count:
-            return math.nan
-        rank = max(1, math.ceil(self.count * q / 100.0))
-        seen = 0
-        for idx in sorted(self._buckets):
-            seen += self._buckets[idx]
-            if seen >= rank:
-                if idx == 0:
-                    return min(_MIN_S, self.max)
-                return min(_MIN_S * math.pow(_GROWTH, idx + 0.5), self.max)
-        return self.max
+            return [math.nan] * len(qs)
+        out: list[float] = []
+        buckets = self._buckets
+        keys = sorted(buckets)
+        i = seen = 0
+        for q in qs:
+            rank = max(1, math.ceil(self.count * q / 100.0))
+            while seen < rank and i < len(keys):
+                seen += buckets[keys[i]]
+                i += 1
+            idx = keys[i - 1] if i else 0
+            if seen < rank:  # q beyond 100
+                out.append(self.max)
+            elif idx == 0:
+                out.append(min(_MIN_S, self.max))
+            else:
+                out.append(min(_MIN_S * math.pow(_GROWTH, idx + 0.5), self.max))
+        return out
 
     def cumulative(self, bounds: Sequence[float]) -> list[int]:
         """How many recorded values are at most each of ``bounds`` (ascending), in seconds:
@@ -82,13 +96,14 @@ class LatencyHistogram:
         """
         if any(b < a for a, b in pairwise(bounds)):
             raise ValueError(f"bounds must be ascending, got {list(bounds)}")
-        items = sorted(self._buckets.items())
+        buckets = self._buckets
+        keys = sorted(buckets)
         out: list[int] = []
         i = seen = 0
         for bound in bounds:
             top = _index(bound)
-            while i < len(items) and items[i][0] <= top:
-                seen += items[i][1]
+            while i < len(keys) and keys[i] <= top:
+                seen += buckets[keys[i]]
                 i += 1
             out.append(seen)
         return out
