@@ -48,6 +48,7 @@ from ..errors import AioschedError, InvalidConfig
 from ..loadgen import write_report
 from ..loadgen.arrivals import parse_arrival
 from ..loadgen.peak import PeakResult, PeakStep
+from ._parse import DURATION_HELP, deadline_spec
 from ._render import render_steps
 
 if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when a command runs
@@ -442,7 +443,8 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="models with optional shares: 'a:3,b:1'")
         ] = None,
         deadline: Annotated[
-            str | None, typer.Option(help="ms, one value or per model: '100,a=50'")
+            str | None,
+            typer.Option(help=f"one value or per model: '100,a=50' ({DURATION_HELP})"),
         ] = None,
         arrival: Annotated[
             str, typer.Option(help="poisson, constant, gamma[:cv=C], bursty[:on=S,off=S]")
@@ -486,7 +488,7 @@ def register(app: typer.Typer) -> None:
                 rate_mode="peak",
                 duration=duration,
                 arrival=arrival,
-                deadline=deadline,
+                deadline=deadline_spec(deadline),
                 lanes=lanes,
                 seed=seed,
                 max_batch_size=max_batch_size,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ._parse import (
+    DURATION_HELP,
     backend_option,
     bad,
     check_lanes,
@@ -32,7 +33,9 @@ from ._parse import (
     check_writable,
     fail,
     finite,
+    milliseconds,
     name_list,
+    optional_ms,
     size_list,
 )
 
@@ -60,7 +63,8 @@ def register(app: typer.Typer) -> None:
             float | None, typer.Option("--rate", min=0.001, help="Total requests/s.")
         ] = None,
         deadline: Annotated[
-            float | None, typer.Option("--deadline", min=1e-6, help="Seconds.")
+            str | None,
+            typer.Option("--deadline", help=f"Every request's deadline: {DURATION_HELP}."),
         ] = None,
         duration: Annotated[
             float | None,
@@ -81,6 +85,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Predictor error (MAPE, p95 APE) on a 75/25 split, and recovery from drift."""
         _lanes_cap(lanes)
+        deadline_s = _seconds(optional_ms(deadline, "--deadline"))
         from rich.console import Console
 
         from ..errors import InvalidConfig
@@ -97,7 +102,7 @@ def register(app: typer.Typer) -> None:
                 models=names,
                 lanes=lanes,
                 rate=rate,
-                deadline=deadline,
+                deadline=deadline_s,
                 duration=duration,
                 drift=drift,
                 drift_duration=drift_duration,
@@ -108,7 +113,6 @@ def register(app: typer.Typer) -> None:
             bad(exc)
         for value, hint in (
             (rate, "--rate"),
-            (deadline, "--deadline"),
             (duration, "--duration"),
             (drift_duration, "--drift-duration"),
         ):
@@ -149,7 +153,8 @@ def register(app: typer.Typer) -> None:
             float | None, typer.Option("--rate", min=0.001, help="Total requests/s.")
         ] = None,
         deadline: Annotated[
-            float | None, typer.Option("--deadline", min=1e-6, help="Seconds.")
+            str | None,
+            typer.Option("--deadline", help=f"Every request's deadline: {DURATION_HELP}."),
         ] = None,
         duration: Annotated[
             float | None, typer.Option("--duration", min=0.1, help="Seconds.")
@@ -158,6 +163,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Met-deadline fraction of the scheduler with each predictor, same arrivals (sim)."""
         _lanes_cap(lanes)
+        deadline_s = _seconds(optional_ms(deadline, "--deadline"))
         from rich.console import Console
 
         from ..errors import InvalidConfig
@@ -169,14 +175,14 @@ def register(app: typer.Typer) -> None:
                 models=name_list(models, "--models") if models is not None else None,
                 lanes=lanes,
                 rate=rate,
-                deadline=deadline,
+                deadline=deadline_s,
                 duration=duration,
                 seed=seed,
             )
             config.validate()
         except InvalidConfig as exc:
             bad(exc)
-        for value, hint in ((rate, "--rate"), (deadline, "--deadline"), (duration, "--duration")):
+        for value, hint in ((rate, "--rate"), (duration, "--duration")):
             finite(value, hint)
         check_requests(config.rate, config.duration)
         if json_path is not None:
@@ -267,8 +273,8 @@ def register(app: typer.Typer) -> None:
     def recovery(
         rate: Annotated[float, typer.Option("--rate", min=0.001, help="Requests/s.")] = 600.0,
         deadline: Annotated[
-            float, typer.Option("--deadline", min=1e-6, help="Milliseconds.")
-        ] = 50.0,
+            str, typer.Option("--deadline", help=f"Every request's deadline: {DURATION_HELP}.")
+        ] = "50",
         slowdown: Annotated[
             float, typer.Option("--slowdown", min=1.0, help="How many times slower.")
         ] = 20.0,
@@ -290,8 +296,8 @@ def register(app: typer.Typer) -> None:
         from ..experiments.recovery import PREDICTORS, RecoveryConfig, run
         from ..predict import make_predictor
 
+        deadline_ms = milliseconds(deadline, "--deadline")
         for value, hint in (
-            (deadline, "--deadline"),
             (slowdown, "--slowdown"),
             (slow_at, "--slow-at"),
             (slow_for, "--slow-for"),
@@ -304,7 +310,7 @@ def register(app: typer.Typer) -> None:
         names = PREDICTORS if predictors is None else name_list(predictors, "--predictors")
         config = RecoveryConfig(
             rate=rate,
-            deadline=deadline / 1e3,
+            deadline=deadline_ms / 1e3,
             slowdown=slowdown,
             slow_at=slow_at,
             slow_for=slow_for,
@@ -537,6 +543,10 @@ def recovery_table(data: dict[str, Any]) -> Table:
             "-" if colocated is None else f"{colocated * 100:.0f} %",
         )
     return table
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1e3
 
 
 def _lanes_cap(lanes: int | None) -> None:

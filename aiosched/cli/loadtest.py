@@ -33,7 +33,16 @@ from ..loadgen import LoadResult, Progress, TimeSeries, write_report
 from ..loadgen.peak import PeakResult, PeakStep
 from ..telemetry.snapshot import SchedulerSnapshot
 from ._live import live_view, plain_line
-from ._parse import bad, check_lanes, check_requests, check_writable, fail, finite
+from ._parse import (
+    DURATION_HELP,
+    bad,
+    check_lanes,
+    check_requests,
+    check_writable,
+    deadline_spec,
+    fail,
+    finite,
+)
 from ._render import render_steps, render_summary
 
 if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when a run starts
@@ -76,7 +85,8 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option(help="CSV or JSONL trace (with --arrival trace)")
         ] = None,
         deadline: Annotated[
-            str | None, typer.Option(help="ms, one value or per model: '100,a=50'")
+            str | None,
+            typer.Option(help=f"one value or per model: '100,a=50' ({DURATION_HELP})"),
         ] = None,
         policy: Annotated[str, typer.Option(help="edf, fifo or sequential")] = "edf",
         predictor: Annotated[
@@ -192,7 +202,7 @@ def register(app: typer.Typer) -> None:
                 duration=duration,
                 arrival=arrival,
                 trace=None if trace is None else str(trace),
-                deadline=deadline,
+                deadline=deadline_spec(deadline),
                 policy=policy,
                 predictor=DEFAULT_PREDICTOR if predictor is None else predictor,
                 lanes=lanes,
