@@ -48,6 +48,7 @@ from ..errors import AioschedError, InvalidConfig
 from ..loadgen import write_report
 from ..loadgen.arrivals import parse_arrival
 from ..loadgen.peak import PeakResult, PeakStep
+from ._choices import ARRIVALS, BACKENDS, POLICIES, PREDICTORS
 from ._parse import DURATION_HELP, deadline_spec
 from ._render import render_steps
 
@@ -424,13 +425,16 @@ def _check_writable(path: Path) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def compare(
-        backend: Annotated[str, typer.Option(help="sim, cpu, cuda or auto")] = "auto",
+        backend: Annotated[str, typer.Option(help=BACKENDS)] = "auto",
         policies: Annotated[
-            str, typer.Option(help="comma-separated policies")
+            str, typer.Option(help=f"comma-separated policies: {POLICIES}")
         ] = "edf,fifo,sequential",
         predictors: Annotated[
             str | None,
-            typer.Option(help="comma-separated predictors (default: the scheduler's default)"),
+            typer.Option(
+                help=f"comma-separated predictors: {PREDICTORS} (default: the scheduler's, "
+                "overlap:quantile=0.9)"
+            ),
         ] = None,
         rates: Annotated[
             str, typer.Option(help="fractions of the peak (0.5) or requests/s (300/s)")
@@ -446,9 +450,7 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(help=f"one value or per model: '100,a=50' ({DURATION_HELP})"),
         ] = None,
-        arrival: Annotated[
-            str, typer.Option(help="poisson, constant, gamma[:cv=C], bursty[:on=S,off=S]")
-        ] = "poisson",
+        arrival: Annotated[str, typer.Option(help=ARRIVALS)] = "poisson",
         duration: Annotated[float, typer.Option(help="seconds of sending per run")] = 10.0,
         lanes: Annotated[int, typer.Option(help="concurrent lanes on the device")] = 2,
         max_batch_size: Annotated[int, typer.Option(help="largest batch per model")] = 8,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ._choices import DEVICE_BACKENDS, PREDICTORS
 from ._parse import (
     DURATION_HELP,
     backend_option,
@@ -49,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
     @experiment.command()
     def predictors(
-        backend: Annotated[str, typer.Option("--backend", help="sim, cpu or cuda.")] = "sim",
+        backend: Annotated[str, typer.Option("--backend", help=f"{DEVICE_BACKENDS}.")] = "sim",
         json_path: Annotated[
             Path | None, typer.Option("--json", help="Write the results here.")
         ] = None,
@@ -142,7 +143,7 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option(
                 "--predictor",
-                help="A predictor, optionally with options (overlap:quantile=0.9); repeat it.",
+                help=f"A predictor: {PREDICTORS}; repeat the option for more.",
             ),
         ] = None,
         models: Annotated[
@@ -195,7 +196,7 @@ def register(app: typer.Typer) -> None:
 
     @experiment.command()
     def colocation(
-        backend: Annotated[str, typer.Option("--backend", help="sim, cpu or cuda.")] = "sim",
+        backend: Annotated[str, typer.Option("--backend", help=f"{DEVICE_BACKENDS}.")] = "sim",
         model: Annotated[
             str | None,
             typer.Option(
@@ -282,7 +283,8 @@ def register(app: typer.Typer) -> None:
         slow_for: Annotated[float, typer.Option("--slow-for", min=0.001, help="Seconds.")] = 1.0,
         duration: Annotated[float, typer.Option("--duration", min=0.1, help="Seconds.")] = 10.0,
         predictors: Annotated[
-            str | None, typer.Option("--predictors", help="Comma-separated; default: all.")
+            str | None,
+            typer.Option("--predictors", help=f"Comma-separated: {PREDICTORS}; default: all."),
         ] = None,
         json_path: Annotated[
             Path | None, typer.Option("--json", help="Write the results here.")

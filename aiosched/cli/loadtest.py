@@ -32,6 +32,7 @@ from ..errors import AioschedError
 from ..loadgen import LoadResult, Progress, TimeSeries, write_report
 from ..loadgen.peak import PeakResult, PeakStep
 from ..telemetry.snapshot import SchedulerSnapshot
+from ._choices import PREDICTORS
 from ._live import live_view, plain_line
 from ._parse import (
     DURATION_HELP,
@@ -92,7 +93,7 @@ def register(app: typer.Typer) -> None:
         predictor: Annotated[
             str | None,
             typer.Option(
-                help="latency predictor, e.g. solo or overlap:quantile=0.95 "
+                help=f"latency predictor: {PREDICTORS} "
                 "(default: the scheduler's, overlap:quantile=0.9)"
             ),
         ] = None,

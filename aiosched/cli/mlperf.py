@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from ._choices import SCENARIOS
 from ._parse import DURATION_HELP, check_lanes, fail, optional_ms
 
 __all__ = ["register"]
@@ -25,7 +26,7 @@ __all__ = ["register"]
 def register(app: typer.Typer) -> None:
     @app.command()
     def mlperf(
-        scenario: Annotated[str, typer.Option(help="server, offline or singlestream")] = "server",
+        scenario: Annotated[str, typer.Option(help=SCENARIOS)] = "server",
         backend: Annotated[str, typer.Option(help="sim or cpu")] = "sim",
         model: Annotated[
             str | None,
