@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import math
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,7 +49,7 @@ from ..loadgen.arrivals import parse_arrival
 from ..loadgen.peak import PeakResult, PeakStep
 from ._choices import ARRIVALS, BACKENDS, POLICIES, PREDICTORS
 from ._parse import DURATION_HELP, deadline_spec
-from ._render import render_steps
+from ._render import render_steps, terminal_console
 
 if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when a command runs
     from ..loadgen.harness import LoadtestConfig, LoadtestSession
@@ -330,19 +329,20 @@ def rate_table(
     """One rate's results: a row per contender."""
     what = f"{r.value:g} x peak of {peak_of}, " if not r.absolute and peak_of else ""
     table = Table(
-        title=f"{rate:.1f} requests/s ({what}latency in ms)",
+        title=f"{rate:.1f} requests/s ({what}latency in ms, whole runs)",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
     )
-    table.add_column("contender", no_wrap=True)
+    table.add_column("contender", overflow="fold")
     rounds: dict[Contender, list[Mapping[str, Any]]] = {}
     for c, report in rows:
         rounds.setdefault(c, []).append(report)
     repeated = any(len(v) > 1 for v in rounds.values())
-    names = ["goodput/s", "attain %", "p50", "p99", "rejected", "late", "mean batch"]
+    names = ["goodput/s", "attain %", "p50 ms", "p99 ms", "rejected", "late", "batch"]
     for name in [*names, "best"] if repeated else names:
-        table.add_column(name, justify="right")
+        # A number is never cut to "…": its header wraps instead, and the label folds.
+        table.add_column(name, justify="right", no_wrap=True, overflow="fold")
     best = _best_rounds(rounds) if repeated else {}
     for c, reports in rounds.items():
         sent = sum(rep["requests"]["sent"] for rep in reports)
@@ -391,8 +391,9 @@ def _median(xs: Sequence[float | None]) -> float | None:
 
 def peaks_table(doc: Mapping[str, Any]) -> Table:
     table = Table(title="peaks (SLO met)", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("contender", "peak/s", "steps", "bracket"):
-        table.add_column(name, justify="left" if name == "contender" else "right")
+    table.add_column("contender", overflow="fold")
+    for name in ("peak/s", "steps", "bracket"):
+        table.add_column(name, justify="right", no_wrap=True, overflow="fold")
     for label, info in doc["config"]["peaks"].items():
         upper = info["upper_rps"]
         bracket = (
@@ -473,7 +474,7 @@ def register(app: typer.Typer) -> None:
         """Run several (policy, predictor) contenders on identical arrivals at several rates."""
         from ..loadgen.harness import LoadtestConfig, resolve_backend
 
-        console = Console(width=None if sys.stdout.isatty() else 120)
+        console = terminal_console()
         try:
             if backend not in ("auto", "sim", "cpu", "cuda"):
                 raise InvalidConfig(f"--backend must be auto, sim, cpu or cuda, got {backend!r}")

@@ -393,7 +393,10 @@ def accuracy_table(data: dict[str, Any]) -> Table:
     )
     columns = ("predictor", "MAPE", "p95 APE", "MAPE, no profile", "p95, no profile", "n")
     for column in columns:
-        table.add_column(column, justify="left" if column == "predictor" else "right")
+        # fold, never "…": a number too wide for 80 columns breaks, it is not cut
+        table.add_column(
+            column, justify="left" if column == "predictor" else "right", overflow="fold"
+        )
     bare = data.get("predictors_without_profile") or {}
     for name, row in data["predictors"].items():
         other = bare.get(name, {})
@@ -421,7 +424,10 @@ def drift_table(data: dict[str, Any]) -> Table:
     relative = rec["relative_to_before"]
     columns = ("predictor", "MAPE before", "MAPE after", "recovery", f"to {relative:g}x before")
     for column in columns:
-        table.add_column(column, justify="left" if column == "predictor" else "right")
+        # fold, never "…": a number too wide for 80 columns breaks, it is not cut
+        table.add_column(
+            column, justify="left" if column == "predictor" else "right", overflow="fold"
+        )
     for name, row in data["drift"].items():
         table.add_row(
             name,
@@ -444,7 +450,10 @@ def deadlines_table(data: dict[str, Any]) -> Table:
         )
     )
     for column in ("predictor", "met", "rejected", "late", "submitted", "predictor MAPE"):
-        table.add_column(column, justify="left" if column == "predictor" else "right")
+        # fold, never "…": a number too wide for 80 columns breaks, it is not cut
+        table.add_column(
+            column, justify="left" if column == "predictor" else "right", overflow="fold"
+        )
     for name, row in data["results"].items():
         table.add_row(
             name,
@@ -483,9 +492,9 @@ def colocation_table(data: dict[str, Any]) -> Table:
     columns += ["samples/s", "n"] if samples else ["n"]
     for column in columns:
         if column == "mode":
-            table.add_column(column, min_width=len("sequential"))
+            table.add_column(column, min_width=len("sequential"), overflow="fold")
         else:
-            table.add_column(column, justify="right")
+            table.add_column(column, justify="right", overflow="fold")
     previous = None
     for row in data["points"]:
         if previous is not None and row["tasks"] != previous:
@@ -507,6 +516,7 @@ def colocation_table(data: dict[str, Any]) -> Table:
 
 
 def recovery_table(data: dict[str, Any]) -> Table:
+    from rich import box
     from rich.table import Table
 
     c = data["config"]
@@ -515,19 +525,24 @@ def recovery_table(data: dict[str, Any]) -> Table:
             f"{c['model']} at {c['rate']:g}/s, {c['deadline'] * 1e3:g} ms deadline, "
             f"{c['slowdown']:g}x slower from {c['slow_at']:g} s for {c['slow_for']:g} s "
             f"(sim, {c['lanes']} lanes)"
-        )
+        ),
+        caption=(
+            "after: from the slowdown's end; back after: seconds until deadlines are met "
+            "again; batch: mean / largest; co-loc: executions beside another"
+        ),
+        box=box.SIMPLE_HEAD,
     )
-    columns = (
-        "predictor",
-        "admission",
-        "met after",
-        "recovered after s",
-        "met overall",
-        "batch after (mean / max)",
-        "co-located after",
-    )
-    for column in columns:
-        table.add_column(column, justify="left" if column == "predictor" else "right")
+    table.add_column("predictor", overflow="fold")
+    # Two-line headers: the figures keep their width at 80 columns, and the names fold.
+    for column in (
+        "admit",
+        "met\nafter",
+        "back\nafter s",
+        "met\noverall",
+        "batch\nafter",
+        "co-loc\nafter",
+    ):
+        table.add_column(column, justify="right", no_wrap=True, overflow="fold")
     for run in data["runs"]:
         rec = run["recovered_after_s"]
         mean, largest, colocated = (

@@ -117,7 +117,7 @@ def render(profile: Profile) -> Table:
 
     table = Table(title=f"Solo profile ({profile.backend}): latency and throughput by batch size")
     for column in ("model", "batch", "median ms", "p99 ms", "samples/s", "runs"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+        table.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
     for name, points in profile.models.items():
         for i, (b, p) in enumerate(sorted(points.items())):
             table.add_row(
