@@ -343,6 +343,7 @@ def rate_table(
     for name in [*names, "best"] if repeated else names:
         # A number is never cut to "…": its header wraps instead, and the label folds.
         table.add_column(name, justify="right", no_wrap=True, overflow="fold")
+    table.caption = "late: completed after its deadline; batch: mean batch size"
     best = _best_rounds(rounds) if repeated else {}
     for c, reports in rounds.items():
         sent = sum(rep["requests"]["sent"] for rep in reports)
