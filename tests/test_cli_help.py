@@ -132,3 +132,54 @@ def test_the_root_help_lists_every_command() -> None:
     assert result.exit_code == 0
     for name in COMMANDS:
         assert name in result.output
+
+
+def test_the_listed_choices_are_the_registries() -> None:
+    """``--help`` lists names without importing the registries: they must not drift."""
+    from aiosched.backends import BACKENDS as ALL_BACKENDS
+    from aiosched.cli import _choices
+    from aiosched.experiments.setup import BACKENDS
+    from aiosched.integrations.mlperf import SCENARIOS
+    from aiosched.loadgen.arrivals import ARRIVALS
+    from aiosched.policy import POLICIES
+    from aiosched.predict import PREDICTORS
+
+    def names(listed: str) -> set[str]:
+        words = listed.split(", with options")[0].replace(" or ", ", ").split(", ")
+        return {w.split("[")[0].strip() for w in words}
+
+    assert names(_choices.BACKENDS) == set(ALL_BACKENDS)
+    assert names(_choices.DEVICE_BACKENDS) == set(BACKENDS)
+    assert names(_choices.POLICIES) == set(POLICIES)
+    assert names(_choices.PREDICTORS) == set(PREDICTORS)
+    assert names(_choices.ARRIVALS) == set(ARRIVALS)
+    assert names(_choices.SCENARIOS) == set(SCENARIOS)
+
+
+@pytest.mark.parametrize(
+    ("args", "listed"),
+    [
+        (["loadtest"], ["edf, fifo or sequential", "overlap or oracle", "poisson", "sim"]),
+        (["compare"], ["edf, fifo or sequential", "overlap or oracle", "gamma", "cuda"]),
+        (["experiment"], ["predictors", "deadlines", "colocation", "recovery"]),
+        (["experiment", "predictors"], ["sim, cpu or cuda"]),
+        (["experiment", "deadlines"], ["overlap or oracle"]),
+        (["experiment", "recovery"], ["overlap or oracle"]),
+        (["experiment", "colocation"], ["sim, cpu or cuda"]),
+        (["profile"], ["sim, cpu or cuda"]),
+        (["mlperf"], ["server, offline or singlestream", "sim or cpu"]),
+    ],
+)
+def test_each_commands_help_lists_its_choices(args: list[str], listed: list[str]) -> None:
+    result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    for words in listed:
+        assert words in text, f"aiosched {' '.join(args)} --help does not list {words!r}"
+
+
+def test_version_command_imports_no_torch() -> None:
+    code, torch, out = _probe(["version"], stub=False)
+    assert code in (0, None), out
+    assert not torch, "aiosched version imported torch"
+    assert f"aiosched {__version__}, torch " in out

@@ -37,7 +37,7 @@ def test_loadtest_on_sim_writes_a_complete_report(tmp_path: Path) -> None:
         ["loadtest", "--backend", "sim", "--duration", "5", "--rate", "300", "--json", str(out)],
     )
     assert result.exit_code == 0, result.output
-    assert "latency in ms" in result.output
+    assert "latency, ms from the intended send time" in result.output
     report = json.loads(out.read_text())
     assert tuple(report) == REPORT_KEYS  # the shape, pinned in test_loadgen_report
     _check_accounting(report)
@@ -123,8 +123,11 @@ async def test_live_view_and_plain_line_show_the_run() -> None:
     text = console.export_text()
     for word in ("offered", "goodput", "deadline miss", "p99", "lanes busy", "resnet50", "MAPE"):
         assert word in text
+    # windowed and cumulative figures say which they are
+    assert f"last {progress.interval_s:.1f} s" in text and "since start" in text
     line = plain_line(progress, snap, 100.0)
     assert "offered" in line and "miss" in line and "queue" in line
+    assert f"last {progress.interval_s:.1f} s:" in line and "since start:" in line
     assert isinstance(progress.counts, RequestCounts)
 
 

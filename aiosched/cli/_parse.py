@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,9 +32,13 @@ __all__ = [
     "check_requests",
     "check_writable",
     "bad",
+    "deadline_spec",
+    "DURATION_HELP",
     "fail",
     "finite",
+    "milliseconds",
     "name_list",
+    "optional_ms",
     "size_list",
 ]
 
@@ -109,6 +114,62 @@ def backend_option(value: str) -> str:
         if not torch.cuda.is_available():
             bad("torch sees no CUDA GPU here", "--backend")
     return value
+
+
+#: How every option that takes a deadline or a latency says its unit in ``--help``.
+DURATION_HELP = "ms; a unit may be given: 50ms, 0.05s, 50000us"
+
+# The units a deadline or latency may carry, in milliseconds; a bare number is milliseconds.
+_UNITS = {"ms": 1.0, "s": 1e3, "us": 1e-3}
+_DURATION = re.compile(r"^\s*([-+]?[0-9.]+(?:e[-+]?[0-9]+)?|[a-z]+)\s*([a-z]*)\s*$")
+
+
+def milliseconds(value: str | float, hint: str) -> float:
+    """A deadline or latency option -> milliseconds: ``"50"``, ``"50ms"``, ``"0.05s"``, ``"50us"``.
+
+    Every command reads deadlines and latencies through this one parser, so one
+    number means the same in all of them: a bare number is milliseconds. The
+    value must be finite and > 0.
+    """
+    if isinstance(value, int | float):
+        number, unit = float(value), ""
+    else:
+        match = _DURATION.match(value.lower())
+        if match is None or match.group(2) not in ("", *_UNITS):
+            bad(f"{value!r} is not a duration: give ms (50), or 50ms, 0.05s, 50000us", hint)
+        unit = match.group(2)
+        try:
+            number = float(match.group(1))
+        except ValueError:
+            bad(f"{value!r} is not a number of milliseconds (or 50ms, 0.05s, 50000us)", hint)
+    ms = number * _UNITS[unit or "ms"]
+    if not (math.isfinite(ms) and ms > 0):
+        bad(f"must be a finite duration > 0, got {value!r}", hint)
+    return ms
+
+
+def optional_ms(value: str | None, hint: str) -> float | None:
+    """:func:`milliseconds`, where ``None`` (the option left out) stays ``None``."""
+    return None if value is None else milliseconds(value, hint)
+
+
+def deadline_spec(value: str | None, hint: str = "--deadline") -> str | None:
+    """``--deadline`` of loadtest and compare in ms: ``"0.1s,a=50ms"`` -> ``"100.0,a=50.0"``.
+
+    The spec is one default and/or ``model=value`` items; the library reads
+    milliseconds (:func:`aiosched.loadgen.workload.parse_deadlines`) and checks
+    the model names, repeats and empty items itself.
+    """
+    if value is None:
+        return None
+    items = []
+    for item in value.split(","):
+        name, eq, raw = item.rpartition("=") if "=" in item else ("", "", item)
+        if not raw.strip():
+            items.append(item)  # an empty item: the library's message names it
+            continue
+        items.append(f"{name.strip()}{eq}{milliseconds(raw, hint)!r}")
+    return ",".join(items)
 
 
 def name_list(value: str, hint: str) -> tuple[str, ...]:

@@ -7,47 +7,63 @@ the command line's business.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from rich import box
+from rich.console import Console
 from rich.table import Table
 
-__all__ = ["render_steps", "render_summary"]
+__all__ = ["number_columns", "render_steps", "render_summary", "terminal_console"]
 
 
 def _fmt(x: Any, spec: str = ".1f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def terminal_console() -> Console:
+    """The console of loadtest and compare: the terminal's width, or ``COLUMNS``, or 120.
+
+    In a pipe rich assumes 80 columns; logs get 120 unless ``COLUMNS`` says otherwise.
+    """
+    explicit = sys.stdout.isatty() or bool(os.environ.get("COLUMNS"))
+    return Console(width=None if explicit else 120)
+
+
+def number_columns(table: Table, *names: str) -> None:
+    """Right-aligned number columns that rich never shortens to "…" (their headers wrap)."""
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True, overflow="fold")
+
+
 def render_summary(report: Mapping[str, Any], *, title: str = "aiosched loadtest") -> Table:
-    """A rich table of a report: one row per model and a total row, rates in the caption."""
-    table = Table(
-        title=f"{title} (latency in ms from the intended send time)",
+    """A load test report: requests and latency per model (two tables, 80 columns wide).
+
+    Every figure covers the whole measured run; the caption holds the rates.
+    """
+    outer = Table.grid()
+    outer.add_column()
+    outer.title = f"{title}: the whole run"
+    counts = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    counts.add_column("model", overflow="fold")
+    number_columns(counts, "sent", "met", "missed", "rejected", "failed", "cancel", "goodput/s")
+    latency = Table(
+        title="latency, ms from the intended send time",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
     )
-    table.add_column("model", no_wrap=True)
-    for name in (
-        "sent",
-        "met",
-        "missed",
-        "rej",
-        "fail",
-        "canc",
-        "good/s",
-        "mean",
-        "p50",
-        "p95",
-        "p99",
-        "max",
-    ):
-        table.add_column(name, justify="right")
+    latency.add_column("model", overflow="fold")
+    number_columns(latency, "mean", "p50", "p95", "p99", "max", "deadline")
+    deadlines = {
+        name: m.get("deadline_ms") for name, m in report["config"].get("models", {}).items()
+    }
 
     def row(name: str, s: Mapping[str, Any], style: str | None = None) -> None:
         r, lat = s["requests"], s["latency_ms"]
-        table.add_row(
+        counts.add_row(
             name,
             str(r["sent"]),
             str(r["met_deadline"]),
@@ -56,11 +72,12 @@ def render_summary(report: Mapping[str, Any], *, title: str = "aiosched loadtest
             str(r["failed"]),
             str(r["cancelled"]),
             _fmt(s["goodput_rps"]),
-            _fmt(lat["mean"], ".1f"),
-            _fmt(lat["p50"], ".1f"),
-            _fmt(lat["p95"], ".1f"),
-            _fmt(lat["p99"], ".1f"),
-            _fmt(lat["max"], ".1f"),
+            style=style,
+        )
+        latency.add_row(
+            name,
+            *(_fmt(lat[k], ".1f") for k in ("mean", "p50", "p95", "p99", "max")),
+            _fmt(deadlines.get(name), "g"),
             style=style,
         )
 
@@ -75,10 +92,9 @@ def render_summary(report: Mapping[str, Any], *, title: str = "aiosched loadtest
     lag = report["send_lag_ms"]
     lines = [
         f"{_fmt(report['duration_s'])} s: offered {_fmt(report['offered_rps'])}/s, "
-        f"achieved {_fmt(report['achieved_rps'])}/s, goodput {_fmt(report['goodput_rps'])}/s, "
-        f"deadline miss {_fmt(miss)} %",
-        f"send lag p50 {_fmt(lag['p50'], '.3f')} ms, p99 {_fmt(lag['p99'], '.3f')} ms, "
-        f"max {_fmt(lag['max'], '.3f')} ms",
+        f"achieved {_fmt(report['achieved_rps'])}/s, goodput {_fmt(report['goodput_rps'])}/s",
+        f"deadline miss {_fmt(miss)} %; send lag p50 {_fmt(lag['p50'], '.3f')} ms, "
+        f"p99 {_fmt(lag['p99'], '.3f')} ms, max {_fmt(lag['max'], '.3f')} ms",
     ]
     b, p = report["batches"], report["predictor"]
     if b.get("count") is not None:
@@ -91,15 +107,20 @@ def render_summary(report: Mapping[str, Any], *, title: str = "aiosched loadtest
         lines.append(f"predictor {p['name']}: MAPE {mape}, p95 APE {p95}")
     if report["config"].get("stopped_early"):
         lines.append("stopped early")
-    table.caption = "\n".join(lines)
-    return table
+    outer.add_row(counts)
+    outer.add_row(latency)
+    outer.caption = "\n".join(lines)
+    return outer
 
 
 def render_steps(peak: Mapping[str, Any], *, title: str = "peak search") -> Table:
     """A rich table of a search's steps, from :meth:`PeakResult.to_dict` (as reports hold it)."""
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for name in ("step", "phase", "rate/s", "sent", "attainment %", "worst p99 ms", "SLO"):
-        table.add_column(name, justify="left" if name == "phase" else "right")
+        if name == "phase":
+            table.add_column(name)
+        else:
+            table.add_column(name, justify="right", no_wrap=True, overflow="fold")
     for i, step in enumerate(peak["steps"], 1):
         attainment = step["attainment"]
         p99s = [v for v in step["p99_ms"].values() if v is not None]

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import math
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,7 +47,9 @@ from ..errors import AioschedError, InvalidConfig
 from ..loadgen import write_report
 from ..loadgen.arrivals import parse_arrival
 from ..loadgen.peak import PeakResult, PeakStep
-from ._render import render_steps
+from ._choices import ARRIVALS, BACKENDS, POLICIES, PREDICTORS
+from ._parse import DURATION_HELP, deadline_spec
+from ._render import render_steps, terminal_console
 
 if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when a command runs
     from ..loadgen.harness import LoadtestConfig, LoadtestSession
@@ -328,19 +329,21 @@ def rate_table(
     """One rate's results: a row per contender."""
     what = f"{r.value:g} x peak of {peak_of}, " if not r.absolute and peak_of else ""
     table = Table(
-        title=f"{rate:.1f} requests/s ({what}latency in ms)",
+        title=f"{rate:.1f} requests/s ({what}latency in ms, whole runs)",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
     )
-    table.add_column("contender", no_wrap=True)
+    table.add_column("contender", overflow="fold")
     rounds: dict[Contender, list[Mapping[str, Any]]] = {}
     for c, report in rows:
         rounds.setdefault(c, []).append(report)
     repeated = any(len(v) > 1 for v in rounds.values())
-    names = ["goodput/s", "attain %", "p50", "p99", "rejected", "late", "mean batch"]
+    names = ["goodput/s", "attain %", "p50 ms", "p99 ms", "rejected", "late", "batch"]
     for name in [*names, "best"] if repeated else names:
-        table.add_column(name, justify="right")
+        # A number is never cut to "…": its header wraps instead, and the label folds.
+        table.add_column(name, justify="right", no_wrap=True, overflow="fold")
+    table.caption = "late: completed after its deadline; batch: mean batch size"
     best = _best_rounds(rounds) if repeated else {}
     for c, reports in rounds.items():
         sent = sum(rep["requests"]["sent"] for rep in reports)
@@ -389,8 +392,9 @@ def _median(xs: Sequence[float | None]) -> float | None:
 
 def peaks_table(doc: Mapping[str, Any]) -> Table:
     table = Table(title="peaks (SLO met)", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("contender", "peak/s", "steps", "bracket"):
-        table.add_column(name, justify="left" if name == "contender" else "right")
+    table.add_column("contender", overflow="fold")
+    for name in ("peak/s", "steps", "bracket"):
+        table.add_column(name, justify="right", no_wrap=True, overflow="fold")
     for label, info in doc["config"]["peaks"].items():
         upper = info["upper_rps"]
         bracket = (
@@ -423,13 +427,16 @@ def _check_writable(path: Path) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def compare(
-        backend: Annotated[str, typer.Option(help="sim, cpu, cuda or auto")] = "auto",
+        backend: Annotated[str, typer.Option(help=BACKENDS)] = "auto",
         policies: Annotated[
-            str, typer.Option(help="comma-separated policies")
+            str, typer.Option(help=f"comma-separated policies: {POLICIES}")
         ] = "edf,fifo,sequential",
         predictors: Annotated[
             str | None,
-            typer.Option(help="comma-separated predictors (default: the scheduler's default)"),
+            typer.Option(
+                help=f"comma-separated predictors: {PREDICTORS} (default: the scheduler's, "
+                "overlap:quantile=0.9)"
+            ),
         ] = None,
         rates: Annotated[
             str, typer.Option(help="fractions of the peak (0.5) or requests/s (300/s)")
@@ -442,11 +449,10 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="models with optional shares: 'a:3,b:1'")
         ] = None,
         deadline: Annotated[
-            str | None, typer.Option(help="ms, one value or per model: '100,a=50'")
+            str | None,
+            typer.Option(help=f"one value or per model: '100,a=50' ({DURATION_HELP})"),
         ] = None,
-        arrival: Annotated[
-            str, typer.Option(help="poisson, constant, gamma[:cv=C], bursty[:on=S,off=S]")
-        ] = "poisson",
+        arrival: Annotated[str, typer.Option(help=ARRIVALS)] = "poisson",
         duration: Annotated[float, typer.Option(help="seconds of sending per run")] = 10.0,
         lanes: Annotated[int, typer.Option(help="concurrent lanes on the device")] = 2,
         max_batch_size: Annotated[int, typer.Option(help="largest batch per model")] = 8,
@@ -469,7 +475,7 @@ def register(app: typer.Typer) -> None:
         """Run several (policy, predictor) contenders on identical arrivals at several rates."""
         from ..loadgen.harness import LoadtestConfig, resolve_backend
 
-        console = Console(width=None if sys.stdout.isatty() else 120)
+        console = terminal_console()
         try:
             if backend not in ("auto", "sim", "cpu", "cuda"):
                 raise InvalidConfig(f"--backend must be auto, sim, cpu or cuda, got {backend!r}")
@@ -486,7 +492,7 @@ def register(app: typer.Typer) -> None:
                 rate_mode="peak",
                 duration=duration,
                 arrival=arrival,
-                deadline=deadline,
+                deadline=deadline_spec(deadline),
                 lanes=lanes,
                 seed=seed,
                 max_batch_size=max_batch_size,

@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ._choices import DEVICE_BACKENDS, PREDICTORS
 from ._parse import (
+    DURATION_HELP,
     backend_option,
     bad,
     check_lanes,
@@ -32,7 +34,9 @@ from ._parse import (
     check_writable,
     fail,
     finite,
+    milliseconds,
     name_list,
+    optional_ms,
     size_list,
 )
 
@@ -46,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
     @experiment.command()
     def predictors(
-        backend: Annotated[str, typer.Option("--backend", help="sim, cpu or cuda.")] = "sim",
+        backend: Annotated[str, typer.Option("--backend", help=f"{DEVICE_BACKENDS}.")] = "sim",
         json_path: Annotated[
             Path | None, typer.Option("--json", help="Write the results here.")
         ] = None,
@@ -60,7 +64,8 @@ def register(app: typer.Typer) -> None:
             float | None, typer.Option("--rate", min=0.001, help="Total requests/s.")
         ] = None,
         deadline: Annotated[
-            float | None, typer.Option("--deadline", min=1e-6, help="Seconds.")
+            str | None,
+            typer.Option("--deadline", help=f"Every request's deadline: {DURATION_HELP}."),
         ] = None,
         duration: Annotated[
             float | None,
@@ -81,6 +86,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Predictor error (MAPE, p95 APE) on a 75/25 split, and recovery from drift."""
         _lanes_cap(lanes)
+        deadline_s = _seconds(optional_ms(deadline, "--deadline"))
         from rich.console import Console
 
         from ..errors import InvalidConfig
@@ -97,7 +103,7 @@ def register(app: typer.Typer) -> None:
                 models=names,
                 lanes=lanes,
                 rate=rate,
-                deadline=deadline,
+                deadline=deadline_s,
                 duration=duration,
                 drift=drift,
                 drift_duration=drift_duration,
@@ -108,7 +114,6 @@ def register(app: typer.Typer) -> None:
             bad(exc)
         for value, hint in (
             (rate, "--rate"),
-            (deadline, "--deadline"),
             (duration, "--duration"),
             (drift_duration, "--drift-duration"),
         ):
@@ -138,7 +143,7 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option(
                 "--predictor",
-                help="A predictor, optionally with options (overlap:quantile=0.9); repeat it.",
+                help=f"A predictor: {PREDICTORS}; repeat the option for more.",
             ),
         ] = None,
         models: Annotated[
@@ -149,7 +154,8 @@ def register(app: typer.Typer) -> None:
             float | None, typer.Option("--rate", min=0.001, help="Total requests/s.")
         ] = None,
         deadline: Annotated[
-            float | None, typer.Option("--deadline", min=1e-6, help="Seconds.")
+            str | None,
+            typer.Option("--deadline", help=f"Every request's deadline: {DURATION_HELP}."),
         ] = None,
         duration: Annotated[
             float | None, typer.Option("--duration", min=0.1, help="Seconds.")
@@ -158,6 +164,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Met-deadline fraction of the scheduler with each predictor, same arrivals (sim)."""
         _lanes_cap(lanes)
+        deadline_s = _seconds(optional_ms(deadline, "--deadline"))
         from rich.console import Console
 
         from ..errors import InvalidConfig
@@ -169,14 +176,14 @@ def register(app: typer.Typer) -> None:
                 models=name_list(models, "--models") if models is not None else None,
                 lanes=lanes,
                 rate=rate,
-                deadline=deadline,
+                deadline=deadline_s,
                 duration=duration,
                 seed=seed,
             )
             config.validate()
         except InvalidConfig as exc:
             bad(exc)
-        for value, hint in ((rate, "--rate"), (deadline, "--deadline"), (duration, "--duration")):
+        for value, hint in ((rate, "--rate"), (duration, "--duration")):
             finite(value, hint)
         check_requests(config.rate, config.duration)
         if json_path is not None:
@@ -189,7 +196,7 @@ def register(app: typer.Typer) -> None:
 
     @experiment.command()
     def colocation(
-        backend: Annotated[str, typer.Option("--backend", help="sim, cpu or cuda.")] = "sim",
+        backend: Annotated[str, typer.Option("--backend", help=f"{DEVICE_BACKENDS}.")] = "sim",
         model: Annotated[
             str | None,
             typer.Option(
@@ -267,8 +274,8 @@ def register(app: typer.Typer) -> None:
     def recovery(
         rate: Annotated[float, typer.Option("--rate", min=0.001, help="Requests/s.")] = 600.0,
         deadline: Annotated[
-            float, typer.Option("--deadline", min=1e-6, help="Milliseconds.")
-        ] = 50.0,
+            str, typer.Option("--deadline", help=f"Every request's deadline: {DURATION_HELP}.")
+        ] = "50",
         slowdown: Annotated[
             float, typer.Option("--slowdown", min=1.0, help="How many times slower.")
         ] = 20.0,
@@ -276,7 +283,8 @@ def register(app: typer.Typer) -> None:
         slow_for: Annotated[float, typer.Option("--slow-for", min=0.001, help="Seconds.")] = 1.0,
         duration: Annotated[float, typer.Option("--duration", min=0.1, help="Seconds.")] = 10.0,
         predictors: Annotated[
-            str | None, typer.Option("--predictors", help="Comma-separated; default: all.")
+            str | None,
+            typer.Option("--predictors", help=f"Comma-separated: {PREDICTORS}; default: all."),
         ] = None,
         json_path: Annotated[
             Path | None, typer.Option("--json", help="Write the results here.")
@@ -290,8 +298,8 @@ def register(app: typer.Typer) -> None:
         from ..experiments.recovery import PREDICTORS, RecoveryConfig, run
         from ..predict import make_predictor
 
+        deadline_ms = milliseconds(deadline, "--deadline")
         for value, hint in (
-            (deadline, "--deadline"),
             (slowdown, "--slowdown"),
             (slow_at, "--slow-at"),
             (slow_for, "--slow-for"),
@@ -304,7 +312,7 @@ def register(app: typer.Typer) -> None:
         names = PREDICTORS if predictors is None else name_list(predictors, "--predictors")
         config = RecoveryConfig(
             rate=rate,
-            deadline=deadline / 1e3,
+            deadline=deadline_ms / 1e3,
             slowdown=slowdown,
             slow_at=slow_at,
             slow_for=slow_for,
@@ -385,7 +393,10 @@ def accuracy_table(data: dict[str, Any]) -> Table:
     )
     columns = ("predictor", "MAPE", "p95 APE", "MAPE, no profile", "p95, no profile", "n")
     for column in columns:
-        table.add_column(column, justify="left" if column == "predictor" else "right")
+        # fold, never "…": a number too wide for 80 columns breaks, it is not cut
+        table.add_column(
+            column, justify="left" if column == "predictor" else "right", overflow="fold"
+        )
     bare = data.get("predictors_without_profile") or {}
     for name, row in data["predictors"].items():
         other = bare.get(name, {})
@@ -413,7 +424,10 @@ def drift_table(data: dict[str, Any]) -> Table:
     relative = rec["relative_to_before"]
     columns = ("predictor", "MAPE before", "MAPE after", "recovery", f"to {relative:g}x before")
     for column in columns:
-        table.add_column(column, justify="left" if column == "predictor" else "right")
+        # fold, never "…": a number too wide for 80 columns breaks, it is not cut
+        table.add_column(
+            column, justify="left" if column == "predictor" else "right", overflow="fold"
+        )
     for name, row in data["drift"].items():
         table.add_row(
             name,
@@ -436,7 +450,10 @@ def deadlines_table(data: dict[str, Any]) -> Table:
         )
     )
     for column in ("predictor", "met", "rejected", "late", "submitted", "predictor MAPE"):
-        table.add_column(column, justify="left" if column == "predictor" else "right")
+        # fold, never "…": a number too wide for 80 columns breaks, it is not cut
+        table.add_column(
+            column, justify="left" if column == "predictor" else "right", overflow="fold"
+        )
     for name, row in data["results"].items():
         table.add_row(
             name,
@@ -475,9 +492,9 @@ def colocation_table(data: dict[str, Any]) -> Table:
     columns += ["samples/s", "n"] if samples else ["n"]
     for column in columns:
         if column == "mode":
-            table.add_column(column, min_width=len("sequential"))
+            table.add_column(column, min_width=len("sequential"), overflow="fold")
         else:
-            table.add_column(column, justify="right")
+            table.add_column(column, justify="right", overflow="fold")
     previous = None
     for row in data["points"]:
         if previous is not None and row["tasks"] != previous:
@@ -499,6 +516,7 @@ def colocation_table(data: dict[str, Any]) -> Table:
 
 
 def recovery_table(data: dict[str, Any]) -> Table:
+    from rich import box
     from rich.table import Table
 
     c = data["config"]
@@ -507,19 +525,24 @@ def recovery_table(data: dict[str, Any]) -> Table:
             f"{c['model']} at {c['rate']:g}/s, {c['deadline'] * 1e3:g} ms deadline, "
             f"{c['slowdown']:g}x slower from {c['slow_at']:g} s for {c['slow_for']:g} s "
             f"(sim, {c['lanes']} lanes)"
-        )
+        ),
+        caption=(
+            "after: from the slowdown's end; back after: seconds until deadlines are met "
+            "again; batch: mean / largest; co-loc: executions beside another"
+        ),
+        box=box.SIMPLE_HEAD,
     )
-    columns = (
-        "predictor",
-        "admission",
-        "met after",
-        "recovered after s",
-        "met overall",
-        "batch after (mean / max)",
-        "co-located after",
-    )
-    for column in columns:
-        table.add_column(column, justify="left" if column == "predictor" else "right")
+    table.add_column("predictor", overflow="fold")
+    # Two-line headers: the figures keep their width at 80 columns, and the names fold.
+    for column in (
+        "admit",
+        "met\nafter",
+        "back\nafter s",
+        "met\noverall",
+        "batch\nafter",
+        "co-loc\nafter",
+    ):
+        table.add_column(column, justify="right", no_wrap=True, overflow="fold")
     for run in data["runs"]:
         rec = run["recovered_after_s"]
         mean, largest, colocated = (
@@ -537,6 +560,10 @@ def recovery_table(data: dict[str, Any]) -> Table:
             "-" if colocated is None else f"{colocated * 100:.0f} %",
         )
     return table
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1e3
 
 
 def _lanes_cap(lanes: int | None) -> None:

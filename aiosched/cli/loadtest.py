@@ -19,7 +19,6 @@ handle of a running Ray Serve application instead
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -32,9 +31,19 @@ from ..errors import AioschedError
 from ..loadgen import LoadResult, Progress, TimeSeries, write_report
 from ..loadgen.peak import PeakResult, PeakStep
 from ..telemetry.snapshot import SchedulerSnapshot
+from ._choices import PREDICTORS
 from ._live import live_view, plain_line
-from ._parse import bad, check_lanes, check_requests, check_writable, fail, finite
-from ._render import render_steps, render_summary
+from ._parse import (
+    DURATION_HELP,
+    bad,
+    check_lanes,
+    check_requests,
+    check_writable,
+    deadline_spec,
+    fail,
+    finite,
+)
+from ._render import render_steps, render_summary, terminal_console
 
 if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when a run starts
     from ..loadgen.driver import Target
@@ -42,6 +51,10 @@ if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when 
     from ..scheduler import Scheduler
     from ..telemetry.prometheus import PrometheusExporter
     from ..timeline import Execution
+
+
+LIVE_INTERVAL_S = 1.0
+"""Seconds (of the run's clock) between two updates of the live view: its window."""
 
 
 def _rate(value: str) -> tuple[float | None, str]:
@@ -76,13 +89,14 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option(help="CSV or JSONL trace (with --arrival trace)")
         ] = None,
         deadline: Annotated[
-            str | None, typer.Option(help="ms, one value or per model: '100,a=50'")
+            str | None,
+            typer.Option(help=f"one value or per model: '100,a=50' ({DURATION_HELP})"),
         ] = None,
         policy: Annotated[str, typer.Option(help="edf, fifo or sequential")] = "edf",
         predictor: Annotated[
             str | None,
             typer.Option(
-                help="latency predictor, e.g. solo or overlap:quantile=0.95 "
+                help=f"latency predictor: {PREDICTORS} "
                 "(default: the scheduler's, overlap:quantile=0.9)"
             ),
         ] = None,
@@ -144,8 +158,7 @@ def register(app: typer.Typer) -> None:
         from ..scheduler import DEFAULT_PREDICTOR
         from ..spec import MAX_BATCH_SIZE
 
-        # In a pipe rich assumes 80 columns, too narrow for the summary: give logs room.
-        console = Console(width=None if sys.stdout.isatty() else 120)
+        console = terminal_console()
         # Everything that can be checked before the run is (bad values: one line, exit 2).
         fixed_rate, rate_mode = _rate(rate)
         finite(duration, "--duration")
@@ -192,7 +205,7 @@ def register(app: typer.Typer) -> None:
                 duration=duration,
                 arrival=arrival,
                 trace=None if trace is None else str(trace),
-                deadline=deadline,
+                deadline=deadline_spec(deadline),
                 policy=policy,
                 predictor=DEFAULT_PREDICTOR if predictor is None else predictor,
                 lanes=lanes,
@@ -331,13 +344,18 @@ def _run(
             for exporter in exporters:
                 await exporter.stop()
 
-    if live and not simulated:
-        with Live(console=console, refresh_per_second=8, transient=True) as view:
+    if live:
+        # Updates every second of the run's clock, so that "last 1.0 s" means one second. On
+        # sim that clock is virtual and runs far ahead of the wall: the view flies by at the
+        # sim's speed (pacing it would make sim as slow as the device it stands in for) and
+        # its final screen stays up above the summary; on a device it goes when the run ends.
+        with Live(console=console, refresh_per_second=4, transient=not simulated) as view:
 
             def draw(p: Progress, snap: SchedulerSnapshot) -> None:
                 view.update(live_view(p, snap, offered[0]))
 
-            report, snap = run(main(draw, 0.2))
+            coro = main(draw, LIVE_INTERVAL_S)
+            report, snap = simtime.run(coro) if simulated else run(coro)
             return report, snap, results[-1].series if results else None
 
     def line(p: Progress, snap: SchedulerSnapshot) -> None:

@@ -17,7 +17,8 @@ from typing import Annotated
 
 import typer
 
-from ._parse import check_lanes, fail
+from ._choices import SCENARIOS
+from ._parse import DURATION_HELP, check_lanes, fail, optional_ms
 
 __all__ = ["register"]
 
@@ -25,7 +26,7 @@ __all__ = ["register"]
 def register(app: typer.Typer) -> None:
     @app.command()
     def mlperf(
-        scenario: Annotated[str, typer.Option(help="server, offline or singlestream")] = "server",
+        scenario: Annotated[str, typer.Option(help=SCENARIOS)] = "server",
         backend: Annotated[str, typer.Option(help="sim or cpu")] = "sim",
         model: Annotated[
             str | None,
@@ -41,16 +42,17 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         latency: Annotated[
-            float | None,
+            str | None,
             typer.Option(
-                help="ms: server's latency bound and each sample's deadline "
-                "(default 50 on sim, 300 on cpu)"
+                help="server's latency bound and each sample's deadline "
+                f"(default 50 on sim, 300 on cpu; {DURATION_HELP})"
             ),
         ] = None,
         expected_latency: Annotated[
-            float | None,
+            str | None,
             typer.Option(
-                help="ms: singlestream's expected latency (default: the warm-up's prediction)"
+                help="singlestream's expected latency (default: the warm-up's prediction; "
+                f"{DURATION_HELP})"
             ),
         ] = None,
         duration: Annotated[float, typer.Option(help="LoadGen's minimum duration, s")] = 5.0,
@@ -73,8 +75,8 @@ def register(app: typer.Typer) -> None:
                 lanes=lanes,
                 max_batch_size=max_batch_size,
                 target_qps=target_qps,
-                latency_ms=latency,
-                expected_latency_ms=expected_latency,
+                latency_ms=optional_ms(latency, "--latency"),
+                expected_latency_ms=optional_ms(expected_latency, "--expected-latency"),
                 min_duration_s=duration,
                 min_queries=min_queries,
                 samples=samples,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ._choices import DEVICE_BACKENDS
 from ._parse import backend_option, bad, check_writable, fail, name_list, size_list
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 def register(app: typer.Typer) -> None:
     @app.command()
     def profile(
-        backend: Annotated[str, typer.Option("--backend", help="sim, cpu or cuda.")] = "sim",
+        backend: Annotated[str, typer.Option("--backend", help=f"{DEVICE_BACKENDS}.")] = "sim",
         models: Annotated[
             str | None,
             typer.Option(
@@ -116,7 +117,7 @@ def render(profile: Profile) -> Table:
 
     table = Table(title=f"Solo profile ({profile.backend}): latency and throughput by batch size")
     for column in ("model", "batch", "median ms", "p99 ms", "samples/s", "runs"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+        table.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
     for name, points in profile.models.items():
         for i, (b, p) in enumerate(sorted(points.items())):
             table.add_row(
