@@ -29,6 +29,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
@@ -44,12 +45,24 @@ from aiosched.loadgen.timeseries import TimeSeries
 from aiosched.loadgen.workload import Schedule, Workload
 from aiosched.simtime import VirtualTimeLoop
 
-__all__ = ["BACKOFF_S", "ClosedLoop", "ClosedLoopDriver"]
+__all__ = ["BACKOFF_S", "ClosedLoop", "ClosedLoopDriver", "in_warmup"]
 
 BACKOFF_S = 0.010
 """A user's pause after a rejected or failed request, before its next one."""
 
 _CANCEL_GRACE_S = 1.0
+
+_WARMUP: ContextVar[bool] = ContextVar("aiosched_closed_loop_warmup", default=False)
+
+
+def in_warmup() -> bool:
+    """Whether the request a target is sending is a closed loop's warm-up request.
+
+    Each user is a task of its own, so a target that keeps statistics of its
+    own (the HTTP target counts statuses) can leave the warm-up out exactly as
+    the driver does.
+    """
+    return _WARMUP.get()
 
 
 @dataclass(frozen=True)
@@ -255,6 +268,7 @@ class ClosedLoopDriver:
             self.series.offered(start - self._at0())
         outcome: Literal["met", "missed", "rejected", "failed", "cancelled"]
         cancelled: asyncio.CancelledError | None = None
+        _WARMUP.set(not measured)
         try:
             x = self._make_input(stats.name) if self._make_input is not None else None
             await self._target(stats.name, x, self._deadlines[m])
