@@ -114,7 +114,7 @@ def test_loadtest_concurrency_on_sim_reports_mode_users_and_rate(tmp_path: Path)
     args = ["loadtest", "--backend", "sim", "--concurrency", "4", "--duration", "5"]
     result = CliRunner().invoke(app, [*args, "--warmup", "1", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "closed loop: 4 users" in result.output
+    assert "closed loop: 4 users" in result.output and "peak search" not in result.output
     report = json.loads(out.read_text())
     c, r = report["config"], report["requests"]
     assert c["mode"] == "closed" and c["concurrency"] == 4 and c["max_in_flight"] == 4

@@ -387,7 +387,7 @@ def _run(
     def on_peak(peak: PeakResult, rate: float) -> None:
         console.print(_how_found(peak, rate, cfg.mode), highlight=False, soft_wrap=True)
 
-    if cfg.mode != "fixed" and cfg.trace is None:
+    if cfg.mode in ("auto", "peak") and cfg.trace is None:
         console.print(
             f"finding the rate ({cfg.mode}): a peak search on the {backend} backend, "
             f"SLO {cfg.slo_attainment * 100:g} % met and p99 within each deadline",
