@@ -151,8 +151,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 help="'embedded': a scheduler in this process; 'ray-serve:APP': a running "
                 "Ray Serve application of aiosched.integrations.ray_serve (cluster at "
-                "RAY_ADDRESS, default auto; needs --rate R); 'http://HOST:PORT[/PREFIX]': "
-                "a server speaking examples/fastapi_app.py's protocol: POST "
+                "RAY_ADDRESS, default auto; needs --rate R); 'http://HOST:PORT' (a path "
+                "prefix allowed): a server speaking examples/fastapi_app.py's protocol: POST "
                 'URL/infer/MODEL with {"x": input} and X-Deadline-Ms, models and input '
                 "shapes from GET URL/models (a URL with {model} in it is used as is, with "
                 "--models and --input-shape); needs --rate R or --concurrency N (extra 'http')"
