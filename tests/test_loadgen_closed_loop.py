@@ -129,3 +129,15 @@ def test_concurrency_with_a_rate_exits_2_with_one_line() -> None:
     result = CliRunner().invoke(app, ["loadtest", "--concurrency", "2", "--rate", "5"])
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "closed loop" in result.output
+
+
+def test_open_loop_warmup_on_sim_runs_first_and_is_not_counted(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["loadtest", "--backend", "sim", "--rate", "200", "--duration", "2"]
+    result = CliRunner().invoke(app, [*args, "--warmup", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    warm = report["config"]["warmup"]
+    assert warm["seconds"] == 1 and 150 < warm["requests"]["sent"] < 250
+    assert 300 < report["requests"]["sent"] < 500  # the measured 2 s only
+    assert "first 1 s" in warm["excluded"]

@@ -313,10 +313,11 @@ class ClosedLoopDriver:
         callback, watcher, interval = self._on_progress, self._watcher, self._progress_interval
 
         async def repeat() -> None:
+            # the first tick one interval into the measured window (the warm-up is not shown)
+            await asyncio.sleep(max(0.0, self._at0() - self._clock.now()))
             while True:
                 await asyncio.sleep(interval)
-                if self._t0 is not None and self._clock.now() >= self._t0:
-                    callback(watcher.next())
+                callback(watcher.next())
 
         return loop.create_task(repeat())
 
