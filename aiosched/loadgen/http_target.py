@@ -338,12 +338,18 @@ async def run_http_loadtest(
     workload = _workload(cfg, described)
     bodies = _bodies(_shapes(described, workload.names, input_shape))
     schedule: Schedule | None = None
+    warmup: Schedule | None = None
     if cfg.mode != "closed":
-        schedule = (
-            workload.replay(load_trace(cfg.trace), duration=cfg.duration)
-            if cfg.trace is not None
-            else workload.schedule(cfg.arrival, _rate(cfg), cfg.duration, cfg.seed)
-        )
+        if cfg.trace is not None:
+            trace = load_trace(cfg.trace)
+            schedule = workload.replay(trace, duration=cfg.duration)
+            if cfg.warmup > 0:  # the trace's first seconds
+                warmup = workload.replay(trace, duration=cfg.warmup)
+        else:
+            schedule = workload.schedule(cfg.arrival, _rate(cfg), cfg.duration, cfg.seed)
+            if cfg.warmup > 0:
+                rate = schedule.offered_rps
+                warmup = workload.schedule(cfg.arrival, rate, cfg.warmup, cfg.seed + 1)
     pool = _pool_size(cfg, workload, None if schedule is None else schedule.offered_rps)
     limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
     warm: RequestCounts | None = None
@@ -365,9 +371,7 @@ async def run_http_loadtest(
             result = await driver.run()
             warm = driver.warmup_counts
         else:
-            if cfg.warmup > 0:
-                rate = schedule.offered_rps
-                warmup = workload.schedule(cfg.arrival, rate, cfg.warmup, cfg.seed + 1)
+            if warmup is not None:
                 warm_result = await OpenLoopDriver(
                     target, warmup, make_input=bodies.__getitem__
                 ).run()
