@@ -20,6 +20,10 @@ balancer can act on, each with ``Retry-After``:
 - 404 for an unknown model, 400 for an input of the wrong shape or a
   deadline <= 0, 422 for a body or header that does not parse, 500 when the
   model itself failed (``ModelError``).
+
+``GET /models`` describes the models served (input shape, dtype, largest
+batch): ``aiosched loadtest --target http://127.0.0.1:8000 --rate 30`` reads
+it to make its requests.
 """
 
 from __future__ import annotations
@@ -95,6 +99,18 @@ def create_app(backend: str = "cpu", lanes: int = 1, max_queue: int = 1_000) -> 
         except aiosched.ModelError as exc:
             raise HTTPException(500, str(exc)) from None
         return InferResponse(model=model, y=[float(v) for v in y])
+
+    @app.get("/models")
+    async def models(request: Request) -> dict[str, dict[str, object]]:
+        sched: aiosched.Scheduler = request.app.state.scheduler
+        return {
+            spec.name: {
+                "input_shape": None if spec.input_shape is None else list(spec.input_shape),
+                "dtype": None if spec.dtype is None else str(spec.dtype).removeprefix("torch."),
+                "max_batch_size": spec.max_batch_size,
+            }
+            for spec in sched.models
+        }
 
     @app.get("/stats")
     async def stats(request: Request) -> dict[str, dict[str, int]]:

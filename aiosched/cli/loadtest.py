@@ -13,7 +13,12 @@ the measured run's per-second time series (:mod:`aiosched.loadgen.timeseries`);
 batch size, predicted latency: :mod:`aiosched.loadgen.timelinefile`), which
 ``aiosched report`` draws. ``--target ray-serve:APP`` sends the load through the
 handle of a running Ray Serve application instead
-(:mod:`aiosched.integrations.ray_serve_load`; needs ``--rate R``).
+(:mod:`aiosched.integrations.ray_serve_load`; needs ``--rate R``);
+``--target http://HOST:PORT`` to a running HTTP service
+(:mod:`aiosched.loadgen.http_target`; needs ``--rate R`` or ``--concurrency N``).
+``--concurrency N`` runs a closed loop of N users instead of an arrival
+process (:mod:`aiosched.loadgen.closed_loop`); ``--warmup S`` sends for S
+seconds first, uncounted (:mod:`aiosched.loadgen.warmup`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from rich.live import Live
 
 from ..errors import AioschedError
 from ..loadgen import LoadResult, Progress, TimeSeries, write_report
+from ..loadgen.http_target import DEFAULT_WARMUP_S
 from ..loadgen.peak import PeakResult, PeakStep
 from ..telemetry.snapshot import SchedulerSnapshot
 from ._choices import PREDICTORS
@@ -56,6 +62,14 @@ if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when 
 LIVE_INTERVAL_S = 1.0
 """Seconds (of the run's clock) between two updates of the live view: its window."""
 
+_OPEN_LOOP_OPTIONS = {"rate": "--rate", "arrival": "--arrival", "trace": "--trace"}
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given (on the command line or by the environment)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
 
 def _rate(value: str) -> tuple[float | None, str]:
     """``--rate``: requests/s, ``auto`` or ``peak`` -> (rate, rate mode)."""
@@ -70,6 +84,7 @@ def _rate(value: str) -> tuple[float | None, str]:
 def register(app: typer.Typer) -> None:
     @app.command()
     def loadtest(
+        ctx: typer.Context,
         backend: Annotated[str, typer.Option(help="auto, cpu, cuda or sim")] = "auto",
         models: Annotated[
             str | None, typer.Option(help="models with optional shares: 'a:3,b:1'")
@@ -149,9 +164,40 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 help="'embedded': a scheduler in this process; 'ray-serve:APP': a running "
                 "Ray Serve application of aiosched.integrations.ray_serve (cluster at "
-                "RAY_ADDRESS, default auto; needs --rate R)"
+                "RAY_ADDRESS, default auto; needs --rate R); 'http://HOST:PORT' (a path "
+                "prefix allowed): a server speaking examples/fastapi_app.py's protocol: POST "
+                'URL/infer/MODEL with {"x": input} and X-Deadline-Ms, models and input '
+                "shapes from GET URL/models (a URL with {model} in it is used as is, with "
+                "--models and --input-shape); needs --rate R or --concurrency N (extra 'http')"
             ),
         ] = "embedded",
+        concurrency: Annotated[
+            int | None,
+            typer.Option(
+                min=1,
+                help="closed loop: N users, each sending its next request when its last "
+                "returned (instead of --rate/--arrival)",
+            ),
+        ] = None,
+        think_ms: Annotated[
+            float, typer.Option(min=0.0, help="closed loop: each user's pause between requests")
+        ] = 0.0,
+        warmup: Annotated[
+            float | None,
+            typer.Option(
+                min=0.0,
+                help="seconds of load before the measured run, not counted "
+                f"(default {DEFAULT_WARMUP_S:g} for an HTTP target, else 0: the embedded "
+                "scheduler warms its models up before the run)",
+            ),
+        ] = None,
+        input_shape: Annotated[
+            str | None,
+            typer.Option(
+                help="HTTP target: every model's input shape, e.g. 16 or 3x224x224 "
+                "(default: from GET URL/models)"
+            ),
+        ] = None,
     ) -> None:
         """Drive an open-loop workload through the scheduler and report latency and goodput."""
         from ..loadgen.harness import LoadtestConfig, resolve_backend
@@ -161,7 +207,20 @@ def register(app: typer.Typer) -> None:
         console = terminal_console()
         # Everything that can be checked before the run is (bad values: one line, exit 2).
         fixed_rate, rate_mode = _rate(rate)
+        if concurrency is not None:
+            clash = [f for n, f in _OPEN_LOOP_OPTIONS.items() if _given(ctx, n)]
+            if clash:
+                bad(
+                    f"a closed loop (N users) takes no {' or '.join(clash)}: its rate is "
+                    "what the users get",
+                    "--concurrency",
+                )
+            fixed_rate, rate_mode = None, "closed"
+        elif _given(ctx, "think_ms"):
+            bad("a think time is for a closed loop: give --concurrency N too", "--think-ms")
         finite(duration, "--duration")
+        finite(think_ms, "--think-ms")
+        finite(warmup, "--warmup")
         finite(step_duration, "--step-duration")
         check_requests(fixed_rate, duration)
         if models is not None and not models.strip():
@@ -182,11 +241,38 @@ def register(app: typer.Typer) -> None:
             except AioschedError as exc:
                 bad(exc, "--metrics-port")
         from ..integrations.ray_serve_load import app_of
+        from ..loadgen.http_target import REFUSED_OPTIONS, Endpoint, parse_shape, require_httpx
 
+        serve_app: str | None = None
+        shape: tuple[int, ...] | None = None
         try:
-            serve_app = app_of(target)
+            endpoint = Endpoint.parse(target)
+            if endpoint is None:
+                serve_app = app_of(target)
+            else:
+                require_httpx()
         except AioschedError as exc:
             bad(exc, "--target")
+        if endpoint is not None:
+            for name, flag in REFUSED_OPTIONS.items():
+                if _given(ctx, name):
+                    bad(f"{flag} is the server's setting: an HTTP target does not take it", flag)
+            if rate_mode not in ("fixed", "closed") and trace is None:
+                bad("give --rate R or --concurrency N: the peak search is embedded", "--rate")
+            if input_shape is not None:
+                try:
+                    shape = parse_shape(input_shape)
+                except AioschedError as exc:
+                    bad(exc, "--input-shape")
+        elif input_shape is not None:
+            bad(
+                "the input shapes are the models' own here: it is for an HTTP target",
+                "--input-shape",
+            )
+        if serve_app is not None and concurrency is not None:
+            bad("a closed loop runs on the embedded or an HTTP target", "--concurrency")
+        if serve_app is not None and warmup:
+            bad("a warm-up runs on the embedded or an HTTP target", "--warmup")
         if serve_app is not None:
             if rate_mode != "fixed" and trace is None:
                 bad("give --rate R: the peak search runs on the embedded scheduler", "--rate")
@@ -211,14 +297,21 @@ def register(app: typer.Typer) -> None:
                 lanes=lanes,
                 seed=seed,
                 max_batch_size=max_batch_size,
+                concurrency=concurrency,
+                think_ms=think_ms,
+                warmup=(DEFAULT_WARMUP_S if endpoint is not None else 0.0)
+                if warmup is None
+                else warmup,
             )
         except AioschedError as exc:
             raise fail(exc) from None
-        if serve_app is None:
+        if serve_app is None and endpoint is None:
             check_lanes(resolve_backend(cfg.backend), lanes)
         try:
             executions: list[Execution] = []
-            if serve_app is not None:
+            if endpoint is not None:
+                report, series = _run_http(cfg, target, shape, console)
+            elif serve_app is not None:
                 report, series = _run_serve(cfg, serve_app, console)
             else:
                 metrics = None if metrics_port is None else (metrics_port, metrics_addr)
@@ -282,11 +375,16 @@ def _run(
     def on_start(sched: Scheduler, schedule: Any) -> None:
         offered[0] = schedule.offered_rps
         start_metrics(sched)
+        if cfg.mode == "closed":
+            load = _closed_load(cfg)
+        else:
+            load = (
+                f"{schedule.offered_rps:.1f} requests/s offered for "
+                f"{schedule.duration_s:.0f} s ({len(schedule)} requests"
+            )
         console.print(
             f"aiosched loadtest: {backend} backend, {cfg.lanes} lanes, policy {cfg.policy}, "
-            f"predictor {cfg.predictor}, {schedule.offered_rps:.1f} requests/s offered for "
-            f"{schedule.duration_s:.0f} s ({len(schedule)} requests"
-            f"{', virtual time' if simulated else ''})",
+            f"predictor {cfg.predictor}, {load}{', virtual time' if simulated else ''})",
             highlight=False,
         )
 
@@ -301,7 +399,7 @@ def _run(
     def on_peak(peak: PeakResult, rate: float) -> None:
         console.print(_how_found(peak, rate, cfg.mode), highlight=False, soft_wrap=True)
 
-    if cfg.mode != "fixed" and cfg.trace is None:
+    if cfg.mode in ("auto", "peak") and cfg.trace is None:
         console.print(
             f"finding the rate ({cfg.mode}): a peak search on the {backend} backend, "
             f"SLO {cfg.slo_attainment * 100:g} % met and p99 within each deadline",
@@ -407,6 +505,67 @@ def _run_serve(
             progress_interval=interval,
             on_result=results.append,
         )
+    )
+    return report, results[-1].series if results else None
+
+
+def _closed_load(cfg: LoadtestConfig) -> str:
+    think = f", think {cfg.think_ms:g} ms" if cfg.think_ms else ""
+    return (
+        f"closed loop: {cfg.concurrency} users for {cfg.duration:g} s "
+        f"({cfg.warmup:g} s warm-up{think}"
+    )
+
+
+def _run_http(
+    cfg: LoadtestConfig, url: str, shape: tuple[int, ...] | None, console: Console
+) -> tuple[dict[str, Any], TimeSeries | None]:
+    """The load at the HTTP server at ``url``: the report and the per-second series."""
+    from .._runtime import run
+    from ..loadgen.http_target import run_http_loadtest
+
+    results: list[LoadResult] = []
+
+    def on_start(schedule: Any, pool: int) -> None:
+        if cfg.mode == "closed":
+            load = _closed_load(cfg)
+        else:
+            load = (
+                f"{schedule.offered_rps:.1f} requests/s offered for {schedule.duration_s:g} s "
+                f"({len(schedule)} requests, after {cfg.warmup:g} s warm-up"
+            )
+        console.print(
+            f"aiosched loadtest: {url}, models {', '.join(schedule.models)}, "
+            f"up to {pool} connections, {load})",
+            highlight=False,
+        )
+
+    def line(p: Progress) -> None:
+        console.print(
+            f"[{p.elapsed_s:6.1f}/{p.window_s:.0f}s] sent {p.sent_rps:7.1f}/s "
+            f"done {p.achieved_rps:7.1f}/s good {p.goodput_rps:7.1f}/s "
+            f"miss {p.miss_pct:5.1f}% rejected {p.counts.rejected} failed {p.counts.failed}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    interval = max(1.0, min(5.0, cfg.duration / 10))
+    report = run(
+        run_http_loadtest(
+            cfg,
+            url,
+            input_shape=shape,
+            on_start=on_start,
+            on_progress=line,
+            progress_interval=interval,
+            on_result=results.append,
+        )
+    )
+    http = report["config"]["http"]
+    statuses = ", ".join(f"{k}: {v}" for k, v in http["statuses"].items()) or "none"
+    console.print(
+        f"responses by status: {statuses} ({http['retry_after']} with Retry-After)",
+        highlight=False,
     )
     return report, results[-1].series if results else None
 

@@ -10,7 +10,9 @@ Typical use::
 
 The peak rate that meets an SLO: :func:`search_peak` (:mod:`aiosched.loadgen.peak`);
 a warmed-up scheduler that runs schedule after schedule:
-:class:`aiosched.loadgen.harness.LoadtestSession`.
+:class:`aiosched.loadgen.harness.LoadtestSession`; a closed loop of N users:
+:class:`ClosedLoopDriver`; an HTTP server as the target:
+:mod:`aiosched.loadgen.http_target`.
 """
 
 from aiosched.loadgen.arrivals import (
@@ -22,6 +24,7 @@ from aiosched.loadgen.arrivals import (
     Poisson,
     parse_arrival,
 )
+from aiosched.loadgen.closed_loop import ClosedLoop, ClosedLoopDriver
 from aiosched.loadgen.driver import (
     REJECTIONS,
     OpenLoopDriver,
@@ -68,6 +71,8 @@ __all__ = [
     "ArrivalSpecError",
     "BatchStats",
     "Bursty",
+    "ClosedLoop",
+    "ClosedLoopDriver",
     "Constant",
     "Gamma",
     "Histogram",

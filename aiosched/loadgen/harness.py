@@ -33,6 +33,7 @@ from ..scheduler import DEFAULT_PREDICTOR, Scheduler
 from ..spec import ModelSpec
 from ..telemetry.snapshot import SchedulerSnapshot
 from ..timeline import Execution
+from .closed_loop import ClosedLoop, ClosedLoopDriver
 from .driver import OpenLoopDriver, Progress, Target
 from .peak import (
     DEFAULT_GROWTH,
@@ -47,6 +48,7 @@ from .peak import (
 from .report import BatchStats, PredictorStats, build_report
 from .result import LoadResult
 from .trace import Trace, load_trace
+from .warmup import warmup_section
 from .workload import Schedule, Workload
 
 __all__ = [
@@ -73,7 +75,7 @@ DEFAULT_MODELS = {
 }
 DEFAULT_DEADLINE_MS = {"sim": 50.0, "cpu": 300.0, "cuda": 100.0}
 
-RATE_MODES = ("fixed", "auto", "peak")
+RATE_MODES = ("fixed", "auto", "peak", "closed")
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,11 @@ class LoadtestConfig:
     default: a short peak search, then :data:`AUTO_RATE_FRACTION` of the
     peak) or ``"peak"`` (the full search, then a run at the peak). The
     searches use ``slo_attainment``; ``step_duration`` and ``search_steps``
-    override the mode's :class:`SearchSettings` when given.
+    override the mode's :class:`SearchSettings` when given. ``concurrency``
+    instead of a rate makes a closed loop (mode ``"closed"``:
+    :mod:`aiosched.loadgen.closed_loop`), each user thinking ``think_ms``
+    between requests. ``warmup`` seconds of load run before the measured run
+    and are not counted (:mod:`aiosched.loadgen.warmup`).
     """
 
     backend: str = "auto"
@@ -131,6 +137,9 @@ class LoadtestConfig:
     slo_attainment: float = DEFAULT_SLO_ATTAINMENT
     step_duration: float | None = None
     search_steps: int | None = None
+    concurrency: int | None = None
+    think_ms: float = 0.0
+    warmup: float = 0.0
 
     def __post_init__(self) -> None:
         if self.backend not in ("auto", "sim", "cpu", "cuda"):
@@ -148,7 +157,20 @@ class LoadtestConfig:
         mode = self.mode
         if mode not in RATE_MODES:
             raise InvalidConfig(f"rate mode must be fixed, auto or peak, got {mode!r}")
-        if (mode == "fixed") != (self.rate is not None):
+        if self.concurrency is not None:
+            if self.concurrency < 1:
+                raise InvalidConfig(f"--concurrency must be >= 1, got {self.concurrency}")
+            if mode != "closed" or self.rate is not None or self.trace is not None:
+                raise InvalidConfig(
+                    "--concurrency N is a closed loop: it takes no --rate, --arrival or --trace"
+                )
+        elif mode == "closed":
+            raise InvalidConfig("a closed loop needs --concurrency N")
+        if not (math.isfinite(self.think_ms) and self.think_ms >= 0):
+            raise InvalidConfig(f"--think-ms must be >= 0, got {self.think_ms}")
+        if not (math.isfinite(self.warmup) and self.warmup >= 0):
+            raise InvalidConfig(f"--warmup must be >= 0 seconds, got {self.warmup}")
+        if mode != "closed" and (mode == "fixed") != (self.rate is not None):
             raise InvalidConfig("a fixed rate needs --rate R; auto and peak take no rate")
         if mode == "peak" and self.trace is not None:
             raise InvalidConfig("--rate peak cannot search a trace: its rate is the trace's")
@@ -164,7 +186,17 @@ class LoadtestConfig:
         """``"fixed"``, ``"auto"`` or ``"peak"``."""
         if self.rate_mode is not None:
             return self.rate_mode
+        if self.concurrency is not None:
+            return "closed"
         return "fixed" if self.rate is not None else "auto"
+
+    def closed_loop(self) -> ClosedLoop:
+        """The closed loop of ``concurrency`` users (mode ``"closed"``)."""
+        if self.concurrency is None:
+            raise InvalidConfig("a closed loop needs --concurrency N")
+        return ClosedLoop(
+            self.concurrency, self.duration, self.think_ms / 1000.0, self.warmup, self.seed
+        )
 
 
 def resolve_backend(name: str) -> str:
@@ -244,7 +276,9 @@ def auto_rate(sched: Scheduler, workload: Workload, lanes: int) -> float:
 
 
 @contextlib.contextmanager
-def _sigint_stops(driver: OpenLoopDriver, task: asyncio.Task[Any] | None) -> Iterator[None]:
+def _sigint_stops(
+    driver: OpenLoopDriver | ClosedLoopDriver, task: asyncio.Task[Any] | None
+) -> Iterator[None]:
     """First Ctrl-C: stop sending and drain. Second: cancel what is still in flight."""
     loop = asyncio.get_running_loop()
     presses = 0
@@ -392,7 +426,7 @@ class LoadtestSession:
 
     async def run(
         self,
-        schedule: Schedule,
+        schedule: Schedule | ClosedLoop,
         *,
         config: Mapping[str, Any] | None = None,
         on_start: Callable[[Scheduler, Schedule], None] | None = None,
@@ -403,7 +437,7 @@ class LoadtestSession:
         instrument: Callable[[Target], Target] | None = None,
         on_executions: Callable[[list[Execution]], None] | None = None,
     ) -> dict[str, Any]:
-        """Drive ``schedule`` to the end (every request resolved) and return its report.
+        """Drive ``schedule`` (or a closed loop) to the end (all resolved) and return its report.
 
         ``config`` is merged over the report's config (the session's config,
         the backend, the offered and the requested rate, ``rate_mode``, and the
@@ -424,15 +458,31 @@ class LoadtestSession:
                 on_progress(p, sched.snapshot())
 
         if on_start is not None:
-            on_start(sched, schedule)
-        driver = OpenLoopDriver(
-            sched.infer if instrument is None else instrument(sched.infer),
-            schedule,
-            make_input=self._inputs.__getitem__,
-            clock=sched.clock,
-            on_progress=progress if on_progress is not None else None,
-            progress_interval=progress_interval,
-        )
+            on_start(
+                sched,
+                schedule.schedule(self.workload) if isinstance(schedule, ClosedLoop) else schedule,
+            )
+        target = sched.infer if instrument is None else instrument(sched.infer)
+        driver: OpenLoopDriver | ClosedLoopDriver
+        if isinstance(schedule, ClosedLoop):
+            driver = ClosedLoopDriver(
+                target,
+                self.workload,
+                schedule,
+                make_input=self._inputs.__getitem__,
+                clock=sched.clock,
+                on_progress=progress if on_progress is not None else None,
+                progress_interval=progress_interval,
+            )
+        else:
+            driver = OpenLoopDriver(
+                target,
+                schedule,
+                make_input=self._inputs.__getitem__,
+                clock=sched.clock,
+                on_progress=progress if on_progress is not None else None,
+                progress_interval=progress_interval,
+            )
         if handle_sigint:
             with _sigint_stops(driver, asyncio.current_task()):
                 result = await driver.run()
@@ -462,12 +512,20 @@ class LoadtestSession:
             **asdict(cfg),
             "backend": self.backend,
             # resolved: every model with its share and deadline (the options are below)
-            "models": schedule.config.get("models"),
+            "models": driver.schedule.config.get("models"),
             "models_option": cfg.models,
-            "rate": schedule.offered_rps,
+            "rate": driver.schedule.offered_rps,
             "rate_requested": cfg.rate,
             "rate_mode": cfg.mode,
+            "mode": "open",
         }
+        if isinstance(driver, ClosedLoopDriver):
+            report_config.update(driver.plan.config())
+            report_config["rate"] = None  # the users' pace: the achieved rate is the report's
+            report_config["max_in_flight"] = driver.max_in_flight
+            report_config["warmup"] = warmup_section(
+                driver.plan.warmup_s, driver.warmup_counts, scheduler_warmup=True
+            )
         report_config.update(config or {})
         return build_report(
             result,
@@ -549,13 +607,19 @@ async def run_loadtest(
     :meth:`~aiosched.loadgen.peak.PeakResult.to_dict`), ``rate_fraction`` and
     ``rate_target`` (the rate asked for; ``rate`` is the offered one).
     ``on_result`` gets the measured run's :class:`~aiosched.loadgen.result.LoadResult`
-    (not the search's), ``on_executions`` its finished executions.
+    (not the search's), ``on_executions`` its finished executions. A
+    ``warmup`` of S seconds runs first at the same rate and is not counted;
+    ``config.warmup`` says what was left out (:mod:`aiosched.loadgen.warmup`).
+    With ``concurrency`` (mode ``"closed"``) the run is a closed loop.
     """
     session = LoadtestSession(cfg)
     async with session:
         extra: dict[str, Any] = {}
         mode = cfg.mode
-        if mode == "fixed" or session.trace is not None:
+        rate: float | None = None
+        if mode == "closed":
+            pass  # the users warm up themselves, carrying on into the measured window
+        elif mode == "fixed" or session.trace is not None:
             rate = cfg.rate
         else:
             settings = AUTO_SEARCH if mode == "auto" else PEAK_SEARCH
@@ -575,9 +639,22 @@ async def run_loadtest(
             }
             if on_peak is not None:
                 on_peak(peak, rate)
-        schedule = session.schedule(rate)
+        plan: Schedule | ClosedLoop
+        if mode == "closed":
+            plan = cfg.closed_loop()
+        else:
+            warm: list[LoadResult] = []
+            if cfg.warmup > 0:
+                await session.run(
+                    session.schedule(rate, cfg.warmup, cfg.seed + 1),
+                    config={"rate_mode": "warmup"},
+                    on_result=warm.append,
+                )
+            counts = warm[0].total().counts if warm else None
+            extra["warmup"] = warmup_section(cfg.warmup, counts, scheduler_warmup=True)
+            plan = session.schedule(rate)
         report = await session.run(
-            schedule,
+            plan,
             config=extra,
             on_start=on_start,
             on_progress=on_progress,
