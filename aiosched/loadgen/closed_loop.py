@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -38,7 +38,7 @@ import numpy as np
 
 from aiosched.clock import Clock, LoopClock, PerfClock
 from aiosched.errors import InvalidConfig
-from aiosched.loadgen.driver import REJECTIONS, Target
+from aiosched.loadgen.driver import REJECTIONS, RunWindow, Target
 from aiosched.loadgen.progress import Progress, ProgressWatcher
 from aiosched.loadgen.result import LoadResult, ModelResult, RequestCounts
 from aiosched.loadgen.timeseries import TimeSeries
@@ -117,7 +117,8 @@ class ClosedLoop:
         }
 
 
-class ClosedLoopDriver:
+class ClosedLoopDriver(RunWindow):
+    # RunWindow: _t0 is the start of the measured window (elapsed_s is 0 during the warm-up).
     """Runs ``loop`` against ``target`` once, for ``workload``'s mix (see the module docstring).
 
     It has the open-loop driver's :meth:`run`, :meth:`stop`, :meth:`result`,
@@ -164,21 +165,6 @@ class ClosedLoopDriver:
         self._started_at: float | None = None
         self._window: asyncio.Future[None] | None = None
         self._watcher = ProgressWatcher(self)
-
-    @property
-    def stats(self) -> Sequence[ModelResult]:
-        return self._stats
-
-    @property
-    def done(self) -> bool:
-        return self._end is not None
-
-    def elapsed_s(self) -> float:
-        """Seconds since the start of the measured window (0 during the warm-up)."""
-        if self._t0 is None:
-            return 0.0
-        end = self._end if self._end is not None else self._clock.now()
-        return max(0.0, end - self._t0)
 
     def result(self) -> LoadResult:
         window = self.plan.duration_s

@@ -60,7 +60,34 @@ _CANCEL_GRACE_S = 1.0  # a target that ignores cancellation longer is counted as
 _THREAD_LEAD_S = 0.005  # t0 is this far ahead of run() when a thread sends, so send 0 is not late
 
 
-class OpenLoopDriver:
+class RunWindow:
+    """What a progress watcher reads of a driver, open or closed loop: the models'
+    live results and the run's clock from ``_t0`` (its start) to ``_end``."""
+
+    _clock: Clock
+    _stats: list[ModelResult]
+    _t0: float | None
+    _end: float | None
+
+    @property
+    def stats(self) -> Sequence[ModelResult]:
+        """Each model's live result, in the schedule's order of models."""
+        return self._stats
+
+    @property
+    def done(self) -> bool:
+        """The run has ended: every sent request has its outcome."""
+        return self._end is not None
+
+    def elapsed_s(self) -> float:
+        """Seconds since the start of the run (0 before it; frozen once it has ended)."""
+        if self._t0 is None:
+            return 0.0
+        end = self._end if self._end is not None else self._clock.now()
+        return max(0.0, end - self._t0)
+
+
+class OpenLoopDriver(RunWindow):
     """Runs one schedule against one target, once. See the module docstring.
 
     ``make_input(model)`` makes each request's input (``None`` when not
@@ -130,23 +157,6 @@ class OpenLoopDriver:
         """Per-second sends and outcomes (:mod:`aiosched.loadgen.timeseries`)."""
 
     # ----------------------------------------------------------------- state
-
-    @property
-    def stats(self) -> Sequence[ModelResult]:
-        """Each model's live result, in the schedule's order of models."""
-        return self._stats
-
-    @property
-    def done(self) -> bool:
-        """The run has ended: every sent request has its outcome."""
-        return self._end is not None
-
-    def elapsed_s(self) -> float:
-        """Seconds since the start of the run (0 before it; frozen once it has ended)."""
-        if self._t0 is None:
-            return 0.0
-        end = self._end if self._end is not None else self._clock.now()
-        return max(0.0, end - self._t0)
 
     def progress(self) -> Progress:
         """Statistics of the run so far (the interval is the whole run)."""
