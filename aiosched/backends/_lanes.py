@@ -74,6 +74,9 @@ class LaneThread:
                 if item is _STOP:
                     return
                 job, reply = item
+                # Let go of the job (it holds the model, which may be unloaded meanwhile,
+                # and the inputs) before answering: the thread must not keep it while idle.
+                item = None
                 if broken is not None:
                     result = self._fault(broken)
                 else:
@@ -81,11 +84,10 @@ class LaneThread:
                         result = job()  # jobs return their own errors as results
                     except BaseException as exc:
                         result = self._fault(exc)
+                job = None
                 if reply is not _ignore:
                     self._post(reply, result)
-                # Idle, the thread must not keep the last job alive: it holds the model
-                # (which may be unloaded meanwhile), the inputs and the outputs.
-                item = job = reply = result = None
+                reply = result = None
         finally:
             self._post(_resolve, self._exited)
 
