@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import InvalidConfig
 from ..timeline import Execution, Running
 from .base import Predictor
-from .features import BLOCK, FeatureSpace, SparseVector
+from .features import FeatureSpace, SparseVector
 from .learners import RLS, SGD, dense, fit_least_squares
 from .solotable import SoloTable
 
@@ -79,16 +79,18 @@ class CoarsePredictor(Predictor):
         self._solo.observe(model, batch_size, latency)
 
     def forget(self, model: str) -> None:
-        """Drop ``model``'s solo curve and weights, and zero its co-runner block in the
-        others' (the block stays allotted: a model of that name starts from zero there)."""
+        """Drop ``model``'s solo curve and its weights as the target; as a co-runner, a
+        model of that name gets a new block (the old one is left to what was learnt with
+        it, and is never fed again)."""
         self._solo.forget(model)
         self._provisional.discard(model)
-        self._forget(model, self._space.known_block(model))
+        self._space.forget(model)
+        self._forget(model)
         self._signal_key = None
 
     @abc.abstractmethod
-    def _forget(self, model: str, block: int | None) -> None:
-        """Drop the weights of ``model`` as the target, and zero ``block`` in the others'."""
+    def _forget(self, model: str) -> None:
+        """Drop the weights of ``model`` as the target."""
 
     def predict(self, model: str, batch_size: int, running: Sequence[Running], now: float) -> float:
         solo = self._solo.get(model, batch_size)
@@ -148,11 +150,8 @@ class StaticPredictor(CoarsePredictor):
     def _weights_of(self, model: str) -> list[float] | None:
         return self._weights.get(model)
 
-    def _forget(self, model: str, block: int | None) -> None:
+    def _forget(self, model: str) -> None:
         self._weights.pop(model, None)
-        if block is not None:
-            for weights in self._weights.values():
-                weights[block : block + BLOCK] = [0.0] * len(weights[block : block + BLOCK])
 
     def _learn(self, execution: Execution) -> None:
         """Only warm-up runs, as the solo profile an offline fit starts from; the weights are
@@ -223,12 +222,9 @@ class EwmaPredictor(StaticPredictor):
             self._mixed_key = running
         return self._mixed
 
-    def _forget(self, model: str, block: int | None) -> None:
-        super()._forget(model, block)
-        if block is not None:
-            for i in range(block, block + BLOCK):
-                self._smooth.pop(i, None)
-            self._mixed_key = None
+    def _forget(self, model: str) -> None:
+        super()._forget(model)
+        self._mixed_key = None  # a running model's name may map to another block now
 
     def _mix(self, x: SparseVector) -> SparseVector:
         a = self.alpha
@@ -269,12 +265,8 @@ class _OnlineCoarse(CoarsePredictor):
     @abc.abstractmethod
     def _new_learner(self) -> RLS | SGD: ...
 
-    def _forget(self, model: str, block: int | None) -> None:
+    def _forget(self, model: str) -> None:
         self._learners.pop(model, None)
-        if block is not None:
-            for learner in self._learners.values():
-                if learner.dim > block:
-                    learner.reset(block, min(block + BLOCK, learner.dim))
 
     def _weights_of(self, model: str) -> list[float] | None:
         learner = self._learners.get(model)

@@ -201,11 +201,6 @@ class SGD:
             self.theta = theta
             self.weights = theta.tolist()
 
-    def reset(self, start: int, stop: int) -> None:
-        """Restart weights ``start:stop`` at zero (they stand for something new)."""
-        self.theta[start:stop] = 0.0
-        self.weights = self.theta.tolist()
-
     def update(self, x: Vector, y: float) -> float:
         if len(x) > self.dim:
             self.grow(len(x))
