@@ -303,7 +303,7 @@ def test_any_interleaving_resolves_every_call_once(
             assert final.name == name and final.pending == 0
             assert final.queue_depth == 0 and final.in_flight == 0
             finals[id(final)] = final
-            event(f"unregister: left, {final.submitted > 0 and 'with' or 'without'} requests")
+            event("unregister: left, " + ("with requests" if final.submitted else "without"))
 
         def drift(op: DriftOp) -> None:
             at = sched.now() - backend.started_at + op.delay

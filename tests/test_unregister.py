@@ -243,3 +243,36 @@ def test_the_cpu_backend_lets_the_module_go() -> None:
             return ref
 
     asyncio.run(main())
+
+
+@pytest.mark.sim
+async def test_a_model_with_a_hung_batch_leaves_once_its_requests_are_settled() -> None:
+    model = flat_model(0.010, hangs=lambda x: x == "hang")
+    async with aiosched.Scheduler(sim(lanes=2, m=model), predictor="oracle") as sched:
+        sched.register("m", max_batch_size=2, warmup=False)
+        # Put back one by one after the hang, the good input (more urgent) runs first.
+        stuck = [
+            asyncio.create_task(sched.infer("m", x, deadline=d))
+            for x, d in (("hang", 60.0), (1, 30.0))
+        ]
+        await asyncio.sleep(0)
+        leaving = asyncio.create_task(sched.unregister("m"))
+        results = await asyncio.gather(*stuck, return_exceptions=True)
+        assert isinstance(results[0], aiosched.ModelError) and results[1] == 1
+        final = await leaving  # the lane is still stuck in the first run: it is not waited for
+        assert (final.completed, final.failed) == (1, 1) and adds_up(final)
+        assert sched.models == () and any(lane.stuck for lane in sched.snapshot().lanes)
+
+
+@pytest.mark.sim
+async def test_the_policy_forgets_the_model() -> None:
+    async with aiosched.Scheduler(sim(lanes=1, m=flat_model(0.010)), policy="edf") as sched:
+        sched.register("m", max_batch_size=2)
+        await sched.ready()
+        await sched.infer("m", 1, deadline=1.0)
+        policy = sched.policy
+        assert isinstance(policy, aiosched.EdfPolicy)
+        tables = (policy._alone, policy._evidence, policy._size_seen, policy._interval)
+        assert all("m" in t for t in tables[:3])
+        await sched.unregister("m")
+        assert not any("m" in t for t in tables)
