@@ -3,11 +3,11 @@
 A step lets the watchdog look at what is running, fails what can no longer
 run (every lane lost, or a close that does not drain), sends warm-up batches,
 and lets the policy dispatch to free lanes; the policy answers with the next
-time it wants to be asked again (a planned rejection, say). After it, models
-being unregistered that have nothing left queued or running leave. Between steps the
-task sleeps on one future that ``infer()``, a finished batch or that time
-wakes; so an idle scheduler costs nothing, and a busy one takes one step per
-event rather than one per request.
+time it wants to be asked again (a planned rejection, say). After a step, the
+models being unregistered with nothing left queued or running leave. Between
+steps the task sleeps on one future that ``infer()``, a finished batch or that
+time wakes; so an idle scheduler costs nothing, and a busy one takes one step
+per event rather than one per request.
 """
 
 from __future__ import annotations

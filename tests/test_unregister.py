@@ -276,3 +276,19 @@ async def test_the_policy_forgets_the_model() -> None:
         assert all("m" in t for t in tables[:3])
         await sched.unregister("m")
         assert not any("m" in t for t in tables)
+
+
+@pytest.mark.sim
+async def test_a_drain_keeps_deadlines_and_rejects_early_as_ever() -> None:
+    async with aiosched.Scheduler(sim(lanes=1, m=flat_model(0.010))) as sched:
+        sched.register("m", max_batch_size=1)
+        await sched.ready()
+        queued = calls(sched, "m", 6, deadline=0.035)  # about three fit, one at a time
+        await asyncio.sleep(0)
+        final = await sched.unregister("m")
+        results = await asyncio.gather(*queued, return_exceptions=True)
+        served = [r for r in results if not isinstance(r, BaseException)]
+        rejected = [r for r in results if isinstance(r, aiosched.DeadlineUnmeetable)]
+        assert served and rejected and len(served) + len(rejected) == 6
+        assert final.met_deadline == final.completed == len(served)
+        assert final.rejected == len(rejected) and adds_up(final)
