@@ -3,10 +3,11 @@
 A step lets the watchdog look at what is running, fails what can no longer
 run (every lane lost, or a close that does not drain), sends warm-up batches,
 and lets the policy dispatch to free lanes; the policy answers with the next
-time it wants to be asked again (a planned rejection, say). Between steps the
-task sleeps on one future that ``infer()``, a finished batch or that time
-wakes; so an idle scheduler costs nothing, and a busy one takes one step per
-event rather than one per request.
+time it wants to be asked again (a planned rejection, say). After a step, the
+models being unregistered with nothing left queued or running leave. Between
+steps the task sleeps on one future that ``infer()``, a finished batch or that
+time wakes; so an idle scheduler costs nothing, and a busy one takes one step
+per event rather than one per request.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ async def dispatch_loop(s: Scheduler) -> None:
         while True:
             try:
                 wake_at = _step(s)
+                if s._registry.leaving:
+                    s._registry.depart_idle(_busy(s), s._forget_model)
             except Exception as exc:
                 # A broken policy or predictor must not strand callers: fail the queued.
                 log.exception("aiosched dispatcher failed")
@@ -68,6 +71,14 @@ async def dispatch_loop(s: Scheduler) -> None:
             s._abandon(SchedulerClosed("scheduler's event loop shut down"))
             s._closed = True
         raise
+    finally:
+        # Closing: every request is resolved by now, so a model leaving has left.
+        s._registry.depart_all(s._forget_model)
+
+
+def _busy(s: Scheduler) -> set[str]:
+    """The models with a batch running."""
+    return {r.model for r in s._timeline.in_flight}
 
 
 def _idle(s: Scheduler) -> bool:

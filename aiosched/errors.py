@@ -21,6 +21,7 @@ __all__ = [
     "LaneFailed",
     "ModelError",
     "ModelOutputError",
+    "ModelUnregistered",
     "Overloaded",
     "SchedulerClosed",
     "UnknownModel",
@@ -37,7 +38,16 @@ class InvalidConfig(AioschedError, ValueError):
 
 
 class UnknownModel(AioschedError, LookupError):
-    """``infer()`` named a model that was never registered."""
+    """``infer()`` named a model that is not registered (never, or no longer)."""
+
+
+class ModelUnregistered(UnknownModel):
+    """The request's model was unregistered without draining before the request ran.
+
+    ``Scheduler.unregister(name, drain=False)`` fails the model's queued requests
+    with it; it never ran. A new call for a model being unregistered, or already
+    gone, gets a plain :class:`UnknownModel`.
+    """
 
 
 class InvalidInput(AioschedError, ValueError):

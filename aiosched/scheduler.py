@@ -23,6 +23,7 @@ errors in :mod:`aiosched.errors`; the per-model counters account for each.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import warnings
@@ -55,11 +56,13 @@ from .queue import ModelQueue, Request
 from .registry import Registered, Registry
 from .runner import BatchRunner
 from .spec import ModelSpec, as_shape
-from .telemetry.snapshot import SchedulerSnapshot, scheduler_snapshot
+from .telemetry.snapshot import ModelSnapshot, SchedulerSnapshot, scheduler_snapshot
 from .timeline import Timeline
 from .view import SchedulerView
 
 __all__ = ["DEFAULT_PREDICTOR", "Scheduler"]
+
+log = logging.getLogger("aiosched")
 
 #: Deadline-safe sizing: the overlap-aware predictor at its 90th percentile.
 DEFAULT_PREDICTOR = "overlap:quantile=0.9"
@@ -251,6 +254,7 @@ class Scheduler:
         finally:
             self._closed = True
             self._fail_queued(SchedulerClosed("scheduler closed"))
+            self._registry.depart_all(self._forget_model)
             self._registry.release()
 
     def _abandon(self, error: AioschedError) -> None:
@@ -312,8 +316,7 @@ class Scheduler:
             max_queue=max_queue,
             warmup=warmup,
         )
-        if name in self._models:
-            raise InvalidConfig(f"model {name!r} is already registered")
+        self._registry.check_free(name)
         if self._started:
             self._backend.load(spec)
         entry = Registered(spec, ModelQueue(spec, self._policy.order))
@@ -322,6 +325,51 @@ class Scheduler:
         self._registry.add(entry, self._warmup_repeats if warms else 0)
         self._wake()
         return spec
+
+    async def unregister(self, name: str, *, drain: bool = True) -> ModelSnapshot:
+        """Remove a model, and return its final counters.
+
+        From the call on, ``infer(name, ...)`` raises :class:`UnknownModel` and
+        registering ``name`` again raises :class:`InvalidConfig`. With
+        ``drain=True`` what is queued for the model is served as usual (in the
+        policy's order, deadlines and early rejection as ever); with
+        ``drain=False`` it fails at once with :class:`~aiosched.errors.ModelUnregistered`.
+        Batches already running finish either way, and a warm-up stops after
+        the run in flight. Once nothing of the model is queued or running, the
+        backend unloads it (its module is no longer referenced), the predictor
+        and the policy forget it, it leaves :attr:`models` and ``snapshot()``,
+        and this returns its counters as they ended (a total to keep: ``submitted``
+        = completed + rejected + failed + cancelled). The name is free again then.
+
+        Like :meth:`aclose`, the work goes on whoever waits: cancelling the
+        call does not stop it, and a second call for the same model waits for
+        the same end (``drain=False`` still fails what is queued). If the
+        scheduler closes meanwhile, the model leaves with the close (every
+        request resolves as the close says). On a closing or closed scheduler
+        it raises :class:`SchedulerClosed`; before ``start()`` it only removes
+        the registration.
+        """
+        self._check_loop()
+        if self._closing:
+            raise SchedulerClosed("cannot unregister on a closing scheduler")
+        entry = self._models.get(name) if type(name) is str else None
+        if entry is None:
+            raise UnknownModel(self._registry.unknown(name))
+        if not self._started:
+            self._registry.depart(entry, _nothing_to_forget)
+            return entry.final()
+        future = entry.leaving if entry.leaving is not None else self._create_future()
+        self._registry.leave(entry, bool(drain), future)
+        self._wake()
+        return await asyncio.shield(future)
+
+    def _forget_model(self, name: str) -> None:
+        """Let the backend, the predictor and the policy drop a model that has left."""
+        for forget in (self._backend.unload, self._predictor.forget, self._policy.forget):
+            try:
+                forget(name)
+            except Exception:  # its requests are all resolved: the rest must go on
+                log.exception("aiosched: %r failed to let %s go", forget, name)
 
     async def ready(self) -> None:
         """Wait until every registered model has finished its warm-up."""
@@ -360,8 +408,8 @@ class Scheduler:
         if asyncio.get_running_loop() is not self._loop:
             self._check_loop()
         entry = self._models.get(model) if type(model) is str else None
-        if entry is None:
-            raise UnknownModel(f"unknown model {model!r}; registered: {sorted(self._models)}")
+        if entry is None or entry.leaving is not None:
+            raise UnknownModel(self._registry.unknown(model))
         spec = entry.spec
         if entry.checks_input:
             spec.check(x)
@@ -393,6 +441,8 @@ class Scheduler:
             return await future
         except asyncio.CancelledError:
             settle.cancelled(request, queue)
+            if entry.leaving is not None:
+                self._wake()  # its last request may have gone: the model can leave now
             raise
 
     def _fail_queued(self, error: AioschedError) -> None:
@@ -446,6 +496,10 @@ class Scheduler:
             f"<Scheduler {state} backend={self._backend.name} lanes={self._backend.lanes} "
             f"policy={self._policy.name} predictor={self._predictor.name}>"
         )
+
+
+def _nothing_to_forget(name: str) -> None:
+    pass  # before start: nothing was loaded, learnt or seen
 
 
 def _not_started() -> Any:

@@ -14,11 +14,12 @@ from aiosched.predict import (
     OverlapPredictor,
     Predictor,
     QuantilePredictor,
+    SoloPredictor,
     StaticPredictor,
     make_predictor,
 )
 from aiosched.testing import check_predictor
-from tests.predict_helpers import served, trace
+from tests.predict_helpers import MODELS, running, served, trace
 
 NAMES = sorted(PREDICTORS)
 
@@ -86,3 +87,43 @@ def test_the_quantile_wrapper_keeps_the_contract(spec: str) -> None:
 
 def test_a_wrapper_around_a_wrapper_keeps_the_contract() -> None:
     check_predictor(QuantilePredictor(QuantilePredictor(OverlapPredictor(), 0.5), 0.9))
+
+
+@pytest.mark.parametrize("spec", [*LEARNING, *WRAPPED])
+def test_forget_drops_a_model_as_target_and_as_co_runner_and_spares_the_others(spec: str) -> None:
+    predictor = make_predictor(spec)
+    executions = trace()
+    fresh = predictor.clone()
+    inner = predictor.inner if isinstance(predictor, QuantilePredictor) else predictor
+    if isinstance(inner, StaticPredictor):
+        inner.fit(executions)
+    for e in sorted(executions, key=lambda e: e.end):
+        predictor.learn(e)
+    gone, kept = MODELS[0], MODELS[1]
+    assert predictor.knows(gone) and predictor.knows(kept)
+    now = max(e.end for e in executions)
+    kept_alone = [predictor.predict(kept, b, (), now) for b in (1, 4)]
+    beside_gone = running((gone, 4, 0.02), now=now)
+    beside_new = running(("never-seen", 4, 0.02), now=now)
+    if not isinstance(inner, SoloPredictor):  # (solo does not look at co-runners)
+        before = predictor.predict(kept, 2, beside_gone, now)
+        assert before != predictor.predict(kept, 2, beside_new, now)
+
+    predictor.forget(gone)
+    predictor.forget("never-registered")  # ignored
+    assert not predictor.knows(gone)
+    # As the batch predicted: the default guess of a predictor that never saw it.
+    for b in (1, 4):
+        assert predictor.predict(gone, b, (), now) == fresh.predict(gone, b, (), now)
+    # As a co-runner: like a model never seen beside the others.
+    assert predictor.predict(kept, 2, beside_gone, now) == pytest.approx(
+        predictor.predict(kept, 2, beside_new, now)
+    )
+    # The others keep what they learnt.
+    assert [predictor.predict(kept, b, (), now) for b in (1, 4)] == kept_alone
+
+
+def test_the_oracle_has_nothing_to_forget() -> None:
+    predictor = make_predictor("oracle")
+    predictor.forget("m")
+    assert not predictor.knows("m")

@@ -4,14 +4,16 @@ Besides requests (with or without a deadline, with an input that makes its
 batch raise or hang, cancelled through ``asyncio.wait_for`` or
 ``task.cancel``), an example may register a model while serving, make calls
 that are invalid (unknown or unhashable model name, bad deadline), drift the
-device, break lanes, and close the scheduler any number of times,
+device, break lanes, unregister a model (draining or not, cancelling the caller,
+or joined by a second call), and close the scheduler any number of times,
 concurrently, with or without ``drain`` or a timeout, and cancel some of those
 ``aclose()`` calls; calls after the first close must be refused. Any policy,
 and several predictors.
 
 Invariant: every call ends exactly once, with its own output or a typed
 aiosched error (or, where its caller cancelled it, ``CancelledError``), and
-the scheduler's counters account for every call that got in. Each example runs
+the scheduler's counters (and the final counters ``unregister`` returned for the
+models that left) account for every call that got in. Each example runs
 in virtual time under a guard: a call still waiting :data:`GUARD_S` virtual
 seconds after the last operation fails the example instead of hanging it
 (unless it waits by design: see the guard).
@@ -24,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import aiosched
@@ -33,7 +35,12 @@ from aiosched.backends.sim import Drift, SimBackend, SimModel
 
 GUARD_S = 120.0  # virtual seconds: far past any legitimate wait in these examples
 
-REJECTIONS = (aiosched.DeadlineUnmeetable, aiosched.Overloaded, aiosched.SchedulerClosed)
+REJECTIONS = (
+    aiosched.DeadlineUnmeetable,
+    aiosched.Overloaded,
+    aiosched.SchedulerClosed,
+    aiosched.ModelUnregistered,
+)
 FAILURES = (aiosched.ModelError, aiosched.LaneFailed)
 
 
@@ -86,7 +93,15 @@ class Close:
     cancel_after: float | None
 
 
-Op = Infer | Invalid | Register | DriftOp | Close
+@dataclass(frozen=True)
+class Unregister:
+    model: str
+    drain: bool
+    cancel_after: float | None  # cancel the caller; a second caller then waits for the end
+    twice: bool  # a second caller joins in any case
+
+
+Op = Infer | Invalid | Register | DriftOp | Close | Unregister
 
 # (wait_for with a timeout of 0 cancels the call before it starts: asyncio's doing)
 cancels = st.tuples(st.sampled_from(["wait_for", "task"]), st.floats(0.0, 0.05, exclude_min=True))
@@ -120,6 +135,13 @@ others: st.SearchStrategy[Op] = st.one_of(
         drain=st.none() | st.booleans(),
         timeout=st.none() | st.floats(0.0, 0.1),
         cancel_after=st.none() | st.floats(0.0, 0.05),
+    ),
+    st.builds(
+        Unregister,
+        model=st.sampled_from(["a", "c", "c"]),
+        drain=st.booleans(),
+        cancel_after=st.none() | st.floats(0.0, 0.05),
+        twice=st.booleans(),
     ),
 )
 # Mostly requests: one operation in four is something else.
@@ -160,6 +182,11 @@ def test_any_interleaving_resolves_every_call_once(
         sched.register("a", models["a"], max_batch_size=4, max_queue=max_queue)
         sched.register("b", models["b"], max_batch_size=8, max_queue=max_queue, warmup=False)
         registered = {"a", "b"}
+        # Models being unregistered, with the call that started it (it may have left already:
+        # its caller learns that a step later).
+        leaving: dict[str, Unregister] = {}
+        unregistered: set[str] = set()
+        finals: dict[int, aiosched.ModelSnapshot] = {}  # what unregister() returned, by id
         closing = False  # an aclose() has been called: every later call is refused
         t0 = sched.now()
         loop = asyncio.get_running_loop()
@@ -208,7 +235,7 @@ def test_any_interleaving_resolves_every_call_once(
             calls.append((op, False, out))
             if refused:
                 assert isinstance(out, aiosched.SchedulerClosed), out
-            elif op.model == "a":
+            elif op.model == "a" and "a" in registered:
                 assert isinstance(out, aiosched.InvalidInput), out
             else:
                 assert isinstance(out, aiosched.UnknownModel), out
@@ -234,10 +261,49 @@ def test_any_interleaving_resolves_every_call_once(
             except aiosched.SchedulerClosed:
                 assert closing
             except aiosched.InvalidConfig:
-                assert "c" in registered  # registered twice
+                assert "c" in registered or "c" in leaving  # registered twice, or leaving
             else:
                 assert not closing and "c" not in registered
                 registered.add("c")
+                leaving.pop("c", None)  # it had left
+
+        async def unregister(op: Unregister, first: bool) -> None:
+            name = op.model
+            refused = closing
+            takes = not closing and name in registered
+            may_have_left = name in leaving
+            if first:
+                if takes:
+                    registered.discard(name)
+                    leaving[name] = op
+                    unregistered.add(name)
+                me = asyncio.current_task()
+                assert me is not None
+                if op.cancel_after is not None:
+                    loop.call_later(op.cancel_after, me.cancel)
+            try:
+                # Runs in the same step as the checks above, up to its first wait.
+                final = await sched.unregister(name, drain=op.drain)
+            except asyncio.CancelledError:
+                assert first and op.cancel_after is not None
+                event("unregister: caller cancelled")
+                return
+            except aiosched.SchedulerClosed:
+                assert refused
+                event("unregister: refused, closing")
+                return
+            except aiosched.UnknownModel:
+                assert not takes and not refused
+                event("unregister: unknown model")
+                return
+            finally:
+                if first and leaving.get(name) is op:
+                    del leaving[name]
+            assert not refused and (takes or may_have_left or not first)
+            assert final.name == name and final.pending == 0
+            assert final.queue_depth == 0 and final.in_flight == 0
+            finals[id(final)] = final
+            event("unregister: left, " + ("with requests" if final.submitted else "without"))
 
         def drift(op: DriftOp) -> None:
             at = sched.now() - backend.started_at + op.delay
@@ -254,6 +320,10 @@ def test_any_interleaving_resolves_every_call_once(
                 tasks[loop.create_task(close(op))] = op
             elif isinstance(op, Register):
                 register(op)
+            elif isinstance(op, Unregister):
+                tasks[loop.create_task(unregister(op, True))] = op
+                if op.twice or op.cancel_after is not None:
+                    tasks[loop.create_task(unregister(op, False))] = op
             else:
                 drift(op)
         await asyncio.sleep(0)  # every call made so far has been tried
@@ -269,9 +339,13 @@ def test_any_interleaving_resolves_every_call_once(
             # Anything else still waiting is stranded.
             lanes_now = sched.snapshot().lanes
             all_stuck = all(lane.stuck or not lane.alive for lane in lanes_now)
+            # An unregistration waits for what of its model is queued.
             for task in waiting:
                 op = tasks[task]
-                assert all_stuck and isinstance(op, Infer) and op.cancel is None, (
+                assert all_stuck, f"stranded: {op} still waiting after {GUARD_S} s"
+                if isinstance(op, Unregister):
+                    continue
+                assert isinstance(op, Infer) and op.cancel is None, (
                     f"stranded: {op} still waiting after {GUARD_S} s; lanes {lanes_now}"
                 )
                 may_wait = op.budget is None or best_effort or policy == "fifo"
@@ -300,7 +374,10 @@ def test_any_interleaving_resolves_every_call_once(
                 refusals = aiosched.SchedulerClosed | aiosched.UnknownModel | aiosched.InvalidInput
                 assert isinstance(out, refusals), (op, out)
                 if not isinstance(out, aiosched.SchedulerClosed):
-                    assert isinstance(op, Invalid) or op.model not in ("a", "b")
+                    known = ("a", "b")
+                    assert (
+                        isinstance(op, Invalid) or op.model not in known or op.model in unregistered
+                    )
                 continue
             assert isinstance(op, Infer)
             if out == "cancelled":
@@ -320,12 +397,17 @@ def test_any_interleaving_resolves_every_call_once(
                 assert isinstance(out, aiosched.DeadlineExceeded), out
 
         got_in = sum(1 for _, gets_in, _ in calls if gets_in)
-        done_counts = {k: snap.total(k) for k in ("completed", "rejected", "failed", "cancelled")}
-        assert snap.total("submitted") == got_in, "a call got in uncounted, or counted twice"
+
+        def total(counter: str) -> int:
+            return snap.total(counter) + sum(getattr(f, counter) for f in finals.values())
+
+        done_counts = {k: total(k) for k in ("completed", "rejected", "failed", "cancelled")}
+        assert total("submitted") == got_in, "a call got in uncounted, or counted twice"
         assert sum(done_counts.values()) == got_in, "a request was lost or counted twice"
         for m in snap.models.values():
             assert m.pending == 0 and m.queue_depth == 0 and m.in_flight == 0
             assert m.completed == m.met_deadline + m.missed_deadline
+        assert not leaving and not set(snap.models) & (unregistered - registered)
         # A cancel can land after its request was settled: the caller sees the cancel,
         # the counters the outcome.
         late_cancels = cancels - done_counts["cancelled"]

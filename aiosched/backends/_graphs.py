@@ -98,6 +98,13 @@ class GraphCache:
         """Keys whose capture failed, with the error's text."""
         return MappingProxyType(dict(self._failed))
 
+    def forget(self, model: str) -> None:
+        """Drop ``model``'s graphs (and the device memory their buffers hold) and failures."""
+        with self._lock:
+            for table in (self._runners, self._failed):
+                for key in [k for k in table if k[0] == model]:
+                    del table[key]
+
     def clear(self) -> None:
         """Drop every graph (and the device memory its buffers hold) and every failure."""
         with self._lock:

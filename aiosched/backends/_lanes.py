@@ -55,6 +55,11 @@ class LaneThread:
         """Run ``job()`` on the lane; ``reply(result)`` is called on the loop thread."""
         self._jobs.put((job, reply))
 
+    def call(self, job: Callable[[], Any]) -> None:
+        """Run ``job()`` on the lane after what is queued there, for its effect alone
+        (housekeeping of state the lane's thread owns); nothing is posted back."""
+        self._jobs.put((job, _ignore))
+
     def _main(self) -> None:
         broken: BaseException | None = None
         try:
@@ -69,6 +74,9 @@ class LaneThread:
                 if item is _STOP:
                     return
                 job, reply = item
+                # Let go of the job (it holds the model, which may be unloaded meanwhile,
+                # and the inputs) before answering: the thread must not keep it while idle.
+                item = None
                 if broken is not None:
                     result = self._fault(broken)
                 else:
@@ -76,7 +84,10 @@ class LaneThread:
                         result = job()  # jobs return their own errors as results
                     except BaseException as exc:
                         result = self._fault(exc)
-                self._post(reply, result)
+                job = None
+                if reply is not _ignore:
+                    self._post(reply, result)
+                reply = result = None
         finally:
             self._post(_resolve, self._exited)
 
@@ -107,6 +118,10 @@ class LaneThread:
         if self._thread.is_alive():
             await asyncio.shield(self._exited)
         self._thread.join()
+
+
+def _ignore(result: Any) -> None:
+    pass
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -53,6 +53,10 @@ class StagingBuffers:
             buffer = self._buffers[key] = self._allocate((rows, *key[0]), first.dtype)
         return torch.stack(list(inputs), out=buffer[:n])
 
+    def clear(self) -> None:
+        """Let every buffer go (on the lane's thread, like :meth:`stack`)."""
+        self._buffers.clear()
+
     @property
     def nbytes(self) -> int:
         return sum(b.numel() * b.element_size() for b in self._buffers.values())

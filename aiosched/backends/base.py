@@ -96,6 +96,17 @@ class Backend(abc.ABC):
     def load(self, spec: ModelSpec) -> None:
         """Accept a model for running; raise InvalidConfig if it cannot run here."""
 
+    def unload(self, name: str) -> None:  # noqa: B027
+        """Forget model ``name``: drop every reference to its module and whatever the backend
+        keeps for it (device copies, captured graphs, buffers), so that its memory can go.
+
+        Called on the loop thread once no batch of ``name`` is queued or running on the
+        scheduler's side (a batch given up as hung may still be running: it keeps what it
+        holds until it returns). A name not loaded is ignored; the name may be loaded again
+        later, perhaps for another model. No-op by default: a backend that keeps nothing
+        per model has nothing to release.
+        """
+
     @abc.abstractmethod
     def submit(
         self, lane: int, spec: ModelSpec, inputs: Sequence[Any], on_done: DoneCallback

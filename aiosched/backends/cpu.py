@@ -227,6 +227,10 @@ class CpuBackend(Backend):
         if isinstance(model, torch.nn.Module):
             model.eval()
 
+    def unload(self, name: str) -> None:
+        """Nothing to release: the cpu backend keeps no model, and a lane thread lets go of
+        each batch's job (so of its model) as soon as the batch is done."""
+
     def submit(
         self, lane: int, spec: ModelSpec, inputs: Sequence[Any], on_done: DoneCallback
     ) -> None:

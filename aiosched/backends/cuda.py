@@ -281,6 +281,21 @@ class CudaBackend(Backend):
             except torch.cuda.OutOfMemoryError as exc:
                 raise InvalidConfig(f"{spec.name}: does not fit on {self.device}: {exc}") from None
 
+    def unload(self, name: str) -> None:
+        """Forget ``name``: its graphs (their static buffers are device memory) and, on each
+        lane's thread after what it is running, the pinned staging buffers.
+
+        The staging buffers are kept by sample shape, not by model: every lane drops
+        them all and the models still here make theirs again on their next batch (one
+        allocation per shape). The module itself is the caller's: it stays on the
+        device as long as something else holds it.
+        """
+        self._pending = [spec for spec in self._pending if spec.name != name]
+        if self.graphs is not None:
+            self.graphs.forget(name)
+        for lane, thread in zip(self._lanes, self._threads, strict=False):
+            thread.call(lane.staging.clear)
+
     def submit(
         self, lane: int, spec: ModelSpec, inputs: Sequence[Any], on_done: DoneCallback
     ) -> None:

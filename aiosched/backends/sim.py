@@ -164,6 +164,7 @@ class _Run:
     on_done: DoneCallback
     start: float
     noise: float  # multiplies the solo latency for this one batch
+    model: SimModel  # its ground truth: the run finishes even if the model is unloaded
     remaining: float = 1.0  # fraction of the batch's work still to do
     rate: float = 0.0  # fraction per second under the current co-location
 
@@ -258,8 +259,11 @@ class SimBackend(Backend):
         hangs = model.hangs
         if hangs is not None and any(hangs(x) for x in inputs):
             noise *= _HANG_FACTOR
-        self._running[lane] = _Run(lane, spec.name, list(inputs), on_done, now, noise)
+        self._running[lane] = _Run(lane, spec.name, list(inputs), on_done, now, noise, model)
         self._replan()
+
+    def unload(self, name: str) -> None:
+        self._loaded.pop(name, None)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -358,9 +362,9 @@ class SimBackend(Backend):
         """After any change: new rates for everyone, and one timer for the next finish."""
         assert self._loop is not None
         runs = list(self._running.values())
-        pressures = [self._loaded[r.name].pressure_at(len(r.inputs)) for r in runs]
+        pressures = [r.model.pressure_at(len(r.inputs)) for r in runs]
         for i, run in enumerate(runs):
-            model = self._loaded[run.name]
+            model = run.model
             co = sum(p for j, p in enumerate(pressures) if j != i)
             work = model.solo_latency(len(run.inputs)) * run.noise
             run.rate = self._speed / (work * model.slowdown(co, len(runs) - 1))
@@ -383,7 +387,7 @@ class SimBackend(Backend):
 
     def _complete(self, run: _Run, now: float) -> None:
         assert self._loop is not None
-        model = self._loaded[run.name]
+        model = run.model
         outputs: list[Any] | None = None
         error: BaseException | None = None
         try:
@@ -420,6 +424,9 @@ class SimBackend(Backend):
                 self._catalogue[name] = model
                 if name in self._loaded:
                     self._loaded[name] = model
+                    for run in self._running.values():
+                        if run.name == name:
+                            run.model = model
         self._schedule_drift()
         self._replan()
 

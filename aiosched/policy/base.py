@@ -12,6 +12,8 @@ policy decides. It is asked three things:
 - :meth:`Policy.finished`, after every finished execution and after the
   predictor has learnt from it: the policy's own bookkeeping (evidence for
   admission, cached predictions).
+
+And told one thing: :meth:`Policy.forget`, when a model is unregistered.
 """
 
 from __future__ import annotations
@@ -91,6 +93,10 @@ class Policy(abc.ABC):
 
     def finished(self, execution: Execution) -> None:  # noqa: B027
         """An execution finished and the predictor has learnt from it."""
+
+    def forget(self, model: str) -> None:  # noqa: B027
+        """``model`` was unregistered (nothing of it is queued or running): drop what is
+        kept about it; a model registered later under that name is a new one."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

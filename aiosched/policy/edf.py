@@ -235,6 +235,23 @@ class EdfPolicy(Policy):
         if self._size_probing.get(name) == execution.id:
             del self._size_probing[name]
 
+    def forget(self, model: str) -> None:
+        for table in (
+            self._alone,
+            self._evidence,
+            self._interval,
+            self._probed,
+            self._admitted_probe,
+            self._size_interval,
+            self._size_probed,
+            self._size_probing,
+            self._size_seen,
+        ):
+            table.pop(model, None)
+        self._probing.discard(model)
+        self._max_alone = max(self._alone.values(), default=0.0)
+        self._noted = 0
+
     def _judge_colocation(self, now: float) -> None:
         """Keep co-locating while running beside others has really paid (realized, not
         predicted: what the predictor cannot see, such as the host's own threads competing

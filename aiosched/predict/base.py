@@ -77,6 +77,15 @@ class Predictor(abc.ABC):
     @abc.abstractmethod
     def _learn(self, execution: Execution) -> None: ...
 
+    def forget(self, model: str) -> None:  # noqa: B027
+        """Drop what was learnt about ``model``, as the batch predicted and as a co-runner.
+
+        The scheduler calls it when ``model`` is unregistered: a later model under the
+        same name may be another one, and must start from the default guess (and count
+        as a co-runner never seen). What concerns the device as a whole stays. No-op
+        by default, for a predictor that keeps nothing per model.
+        """
+
     def observe(self, model: str, batch_size: int, latency: float) -> None:  # noqa: B027
         """Take one measured solo latency (a profile entry, a solo run); ignored by default."""
 

@@ -78,6 +78,20 @@ class CoarsePredictor(Predictor):
             self._solo.forget(model)
         self._solo.observe(model, batch_size, latency)
 
+    def forget(self, model: str) -> None:
+        """Drop ``model``'s solo curve and its weights as the target; as a co-runner, a
+        model of that name gets a new block (the old one is left to what was learnt with
+        it, and is never fed again)."""
+        self._solo.forget(model)
+        self._provisional.discard(model)
+        self._space.forget(model)
+        self._forget(model)
+        self._signal_key = None
+
+    @abc.abstractmethod
+    def _forget(self, model: str) -> None:
+        """Drop the weights of ``model`` as the target."""
+
     def predict(self, model: str, batch_size: int, running: Sequence[Running], now: float) -> float:
         solo = self._solo.get(model, batch_size)
         weights = self._weights_of(model)
@@ -135,6 +149,9 @@ class StaticPredictor(CoarsePredictor):
 
     def _weights_of(self, model: str) -> list[float] | None:
         return self._weights.get(model)
+
+    def _forget(self, model: str) -> None:
+        self._weights.pop(model, None)
 
     def _learn(self, execution: Execution) -> None:
         """Only warm-up runs, as the solo profile an offline fit starts from; the weights are
@@ -205,6 +222,10 @@ class EwmaPredictor(StaticPredictor):
             self._mixed_key = running
         return self._mixed
 
+    def _forget(self, model: str) -> None:
+        super()._forget(model)
+        self._mixed_key = None  # a running model's name may map to another block now
+
     def _mix(self, x: SparseVector) -> SparseVector:
         a = self.alpha
         out = {i: (1.0 - a) * v for i, v in self._smooth.items()}
@@ -243,6 +264,9 @@ class _OnlineCoarse(CoarsePredictor):
 
     @abc.abstractmethod
     def _new_learner(self) -> RLS | SGD: ...
+
+    def _forget(self, model: str) -> None:
+        self._learners.pop(model, None)
 
     def _weights_of(self, model: str) -> list[float] | None:
         learner = self._learners.get(model)

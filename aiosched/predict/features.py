@@ -78,6 +78,10 @@ class FeatureSpace:
             self.dim += BLOCK
         return index
 
+    def forget(self, model: str) -> None:
+        """Unbind ``model`` from its block: a model of that name later gets a new one."""
+        self._blocks.pop(model, None)
+
     def known_block(self, model: str) -> int | None:
         """Index of ``model``'s block, or ``None`` if it never appeared (no new block)."""
         return self._blocks.get(model)

@@ -79,6 +79,9 @@ class OraclePredictor(Predictor):
     def _learn(self, execution: Execution) -> None:
         pass  # nothing to learn: the base class tracks the error
 
+    def forget(self, model: str) -> None:
+        pass  # nothing learnt: the truth is the backend's, which unloads the model itself
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_backend"] = None  # a live device does not travel
@@ -111,8 +114,9 @@ class OraclePredictor(Predictor):
                 used.add(entry.lane)
                 # Up to ``now`` at its current rate, as the backend's settle would.
                 left = run.remaining - run.rate * elapsed
-                if left > run.rate * _EPS:
-                    active.append(self._job(models[run.name], run.batch_size, run.noise, left))
+                truth_of_run = models.get(run.name)  # None: unloaded while it runs (hung)
+                if left > run.rate * _EPS and truth_of_run is not None:
+                    active.append(self._job(truth_of_run, run.batch_size, run.noise, left))
                 continue
             other = models.get(entry.model)
             if other is None or entry.start < now:

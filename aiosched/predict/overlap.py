@@ -556,6 +556,15 @@ class OverlapPredictor(Predictor):
             target.stale()  # the stand-ins for these models are stale now
         return x, joined, shares, lost
 
+    def forget(self, model: str) -> None:
+        """Drop ``model`` as a target and its block in every other target's fit (the
+        device factor, learnt from every model, stays)."""
+        self._targets.pop(model, None)
+        for target in self._targets.values():
+            if model in target.blocks:
+                self._drop_blocks(target, [model])
+        self._plan_key = (None, math.nan, "")
+
     def _evict(self, target: _Target) -> None:
         """Forget the least recently seen co-runner models beyond ``max_corunners``.
 
@@ -564,7 +573,11 @@ class OverlapPredictor(Predictor):
         fit grow past the bound, until this brings it back after the update.
         """
         blocks = target.blocks
-        victims = list(itertools.islice(blocks, len(blocks) - self.max_corunners))
+        self._drop_blocks(target, list(itertools.islice(blocks, len(blocks) - self.max_corunners)))
+
+    def _drop_blocks(self, target: _Target, victims: Sequence[str]) -> None:
+        """Remove the co-runner models ``victims`` from ``target``'s fit."""
+        blocks = target.blocks
         indices = sorted(blocks.pop(c) for c in victims)
         target.rls.drop([i + k for i in indices for k in range(BLOCK)])
         for c, i in blocks.items():

@@ -88,6 +88,11 @@ class QuantilePredictor(Predictor):
             self._factors[model] = math.exp(margin)
         self.inner.learn(execution)
 
+    def forget(self, model: str) -> None:
+        self._margins.pop(model, None)
+        self._factors.pop(model, None)
+        self.inner.forget(model)
+
     def margin(self, model: str) -> float:
         """The model's margin: the log of the factor applied to the inner prediction."""
         return self._margins.get(model, 0.0)

@@ -104,6 +104,12 @@ class SoloPredictor(Predictor):
         for cached in [k for k in self._cache if k[0] == model]:
             del self._cache[cached]
 
+    def forget(self, model: str) -> None:
+        self._curves.pop(model, None)
+        for table in (self._samples, self._cache):
+            for key in [k for k in table if k[0] == model]:
+                del table[key]
+
     def _learn(self, execution: Execution) -> None:
         if not execution.ok or (self.solo_only and not execution.solo):
             return
