@@ -101,6 +101,11 @@ def check_predictor(predictor: Predictor, *, learns: bool = True) -> None:
       each execution through :meth:`~aiosched.Predictor.learn` (subclasses
       implement ``_learn``), so ``error().count`` is the number of served
       executions learnt.
+    - *forget* (``learns=True``): after ``forget(model)`` on a trained copy the
+      model is unknown and predicted alone as a fresh predictor predicts it,
+      while the other models keep their predictions alone (the scheduler
+      calls it when a model is unregistered); forgetting a name never seen
+      is fine.
     - *repr*: ``repr(p)`` starts with the class name and ``(``.
     - *scheduler*: a clone drives a :class:`~aiosched.Scheduler` on the sim
       backend: 40 requests with ample deadlines all come back, and the
@@ -191,12 +196,39 @@ def check_predictor(predictor: Predictor, *, learns: bool = True) -> None:
         trained.learn(e)
     _same_predictions("pickle", copied, trained, "a pickled copy, after learning more,")
 
+    if learns:
+        _forgets(trained, predictor.clone())
+
     text = repr(predictor)
     _expect(
         "repr", text.startswith(cls.__name__ + "("), f"repr() is {text!r}, not {cls.__name__}(...)"
     )
 
     _clause("scheduler", lambda: simtime.run(_drive(predictor.clone())))
+
+
+def _forgets(trained: Predictor, untrained: Predictor) -> None:
+    forgetful = _clause("forget", lambda: pickle.loads(pickle.dumps(trained)))
+    gone, kept = _MODELS[0], _MODELS[1]
+    now = 1e6  # later than the trace: what a scheduler would ask
+    kept_alone = [forgetful.predict(kept, b, (), now) for b in (1, 4)]
+    _clause("forget", lambda: forgetful.forget(gone))
+    _clause("forget", lambda: forgetful.forget("never-seen"))
+    _expect("forget", not forgetful.knows(gone), f"knows({gone!r}) after forget({gone!r})")
+    for b in (1, 4):
+        got, fresh = forgetful.predict(gone, b, (), now), untrained.predict(gone, b, (), now)
+        _expect(
+            "forget",
+            got == fresh,
+            f"after forget({gone!r}), {gone} at batch {b} alone is predicted {got!r}; "
+            f"a fresh predictor says {fresh!r}",
+        )
+    again = [forgetful.predict(kept, b, (), now) for b in (1, 4)]
+    _expect(
+        "forget",
+        again == kept_alone,
+        f"forget({gone!r}) changed {kept}'s predictions alone: {kept_alone} -> {again}",
+    )
 
 
 def _queries() -> list[tuple[str, int, tuple[Running, ...], float]]:
@@ -360,6 +392,9 @@ def check_backend(
       with the error and no outputs; ``submit`` does not raise it.
     - *load*: ``load`` refuses a model it cannot run with
       :class:`~aiosched.InvalidConfig`.
+    - *unload*: ``unload(name)`` of a model loaded before, and of a name never
+      loaded, does not raise, and the name then loads again and runs (the
+      scheduler unloads a model when it is unregistered).
     - *aclose*: closing twice is fine.
 
     ``model`` is a :class:`~aiosched.ModelSpec` the backend can run,
@@ -471,6 +506,18 @@ async def _one_life(
             "model errors",
             bad.outputs is None and isinstance(bad.error, Exception),
             f"a model that raises completed with outputs={bad.outputs!r}, error={bad.error!r}",
+        )
+
+        _clause("unload", lambda: backend.unload(model.name))
+        _clause("unload", lambda: backend.unload("never-loaded"))
+        _clause("unload", lambda: backend.load(model))
+        again = await _run_one(backend, model, 0, inputs)
+        _expect(
+            "unload",
+            again.error is None
+            and again.outputs is not None
+            and all(_equal(y, expected(x)) for x, y in zip(inputs, again.outputs, strict=True)),
+            f"after unload and load again, a batch gave {again.outputs!r}, error {again.error!r}",
         )
 
         try:

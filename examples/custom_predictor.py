@@ -61,6 +61,11 @@ class SlowdownPredictor(aiosched.Predictor):
     def knows(self, model: str) -> bool:
         return any(m == model for m, _ in self._solo)
 
+    def forget(self, model: str) -> None:
+        # Unregistered: a model registered later under this name may be another one.
+        for key in [k for k in self._solo if k[0] == model]:
+            del self._solo[key]
+
 
 async def serve(predictor: aiosched.Predictor) -> None:
     """Two models, 400 requests/s for two seconds, on the simulated device in virtual time."""

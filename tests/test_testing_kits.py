@@ -47,6 +47,9 @@ class _Sound(aiosched.Predictor):
     def knows(self, model: str) -> bool:
         return model in self._solo
 
+    def forget(self, model: str) -> None:
+        self._solo.pop(model, None)
+
 
 class _NanBeforeLearning(_Sound):
     def predict(
@@ -76,6 +79,16 @@ class _IgnoresProfiles(_Sound):
         pass
 
 
+class _ForgetsNothing(_Sound):
+    def forget(self, model: str) -> None:
+        pass  # a model registered again under the name would inherit the old one's latency
+
+
+class _ForgetsEverything(_Sound):
+    def forget(self, model: str) -> None:
+        self._solo.clear()
+
+
 def test_a_sound_predictor_passes() -> None:
     check_predictor(_Sound())
 
@@ -88,6 +101,8 @@ def test_a_sound_predictor_passes() -> None:
         (_SettingKeptElsewhere(), "[params]"),
         (_CloneKeepsState(), "[clone]"),
         (_IgnoresProfiles(), "[seed]"),
+        (_ForgetsNothing(), "[forget]"),
+        (_ForgetsEverything(), "[forget]"),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, aiosched.Predictor) else v,
 )
@@ -139,6 +154,24 @@ class _RaisesModelErrors(SimBackend):
         super().submit(lane, spec, inputs, on_done)
 
 
+class _UnloadRefusesUnknownNames(SimBackend):
+    def unload(self, name: str) -> None:
+        if name not in self._loaded:
+            raise KeyError(name)
+        super().unload(name)
+
+
+class _UnloadForgetsTheName(SimBackend):
+    def unload(self, name: str) -> None:
+        super().unload(name)
+        self._gone = {*getattr(self, "_gone", ()), name}
+
+    def load(self, spec: ModelSpec) -> None:
+        if spec.name in getattr(self, "_gone", ()):
+            raise InvalidConfig(f"{spec.name} was unloaded")
+        super().load(spec)
+
+
 @pytest.mark.parametrize(
     ("backend", "clause"),
     [
@@ -146,6 +179,8 @@ class _RaisesModelErrors(SimBackend):
         (_CompletesInsideSubmit(lanes=2), "[submit]"),
         (_AcceptsAnything(lanes=2), "[load]"),
         (_RaisesModelErrors(lanes=2), "[submit]"),
+        (_UnloadRefusesUnknownNames(lanes=2), "[unload]"),
+        (_UnloadForgetsTheName(lanes=2), "[unload]"),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, aiosched.Backend) else v,
 )
