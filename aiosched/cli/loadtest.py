@@ -269,6 +269,8 @@ def register(app: typer.Typer) -> None:
         from ..integrations.ray_serve_load import app_of
         from ..loadgen.http_target import REFUSED_OPTIONS, Endpoint, parse_shape, require_httpx
 
+        if devices is not None and target != "embedded":
+            bad("a fleet runs in this process: it takes the embedded target", "--devices")
         serve_app: str | None = None
         shape: tuple[int, ...] | None = None
         try:
@@ -285,8 +287,6 @@ def register(app: typer.Typer) -> None:
                 if _given(ctx, name):
                     bad("it places models on a fleet: give --devices N too", flag)
         else:
-            if target != "embedded":
-                bad("a fleet runs in this process: it takes the embedded target", "--devices")
             if metrics_port is not None:
                 bad("the metrics exporter reads one scheduler, not a fleet", "--metrics-port")
             if timeline_path is not None:

@@ -1,0 +1,168 @@
+"""``aiosched loadtest --devices``: a fleet of sim devices through typer's runner (virtual time)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from aiosched.cli import _fleet, app
+from aiosched.cli._fleet import render_devices
+from aiosched.cli._live_fleet import fleet_plain_line
+from aiosched.cli.loadtest import _run
+from aiosched.fleet import FleetSnapshot
+from aiosched.loadgen import REPORT_KEYS, Progress
+from aiosched.loadgen.fleet_load import FleetOptions
+from aiosched.loadgen.harness import LoadtestConfig, run_loadtest
+
+runner = CliRunner()
+
+SIM4 = ["sim:0", "sim:1", "sim:2", "sim:3"]
+
+
+def _loadtest(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["loadtest", "--backend", "sim", *args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report, result.output
+
+
+def _check_accounting(report: dict[str, Any]) -> None:
+    r = report["requests"]
+    assert r["sent"] == r["completed"] + r["rejected"] + r["failed"] + r["cancelled"]
+    assert r["completed"] == r["met_deadline"] + r["missed_deadline"]
+    devices = report["fleet"]["devices"]
+    # Every request sent went to exactly one device, and came back from it.
+    assert sum(d["submitted"] for d in devices) == r["sent"]
+    assert sum(d["completed"] for d in devices) == r["completed"]
+    assert sum(d["rejected"] for d in devices) == r["rejected"]
+
+
+def test_four_sim_devices_run_and_the_report_has_the_fleet(tmp_path: Path) -> None:
+    report, output = _loadtest(tmp_path, "--devices", "4", "--rate", "1200", "--duration", "3")
+    assert tuple(report) == (*REPORT_KEYS, "fleet")
+    _check_accounting(report)
+    config, fleet = report["config"], report["fleet"]
+    assert config["devices"] == SIM4 and config["replicas"] is None
+    assert config["rebalance_every_s"] == 0.5  # the fleet's own default, stated
+    assert [d["label"] for d in fleet["devices"]] == SIM4
+    assert all(d["submitted"] > 0 for d in fleet["devices"])  # the load is spread
+    models = {"resnet50", "yolov8n", "vit_b16"}
+    assert set(fleet["placement"]) == models
+    for name, labels in fleet["placement"].items():
+        assert labels and set(labels) <= set(SIM4)
+        assert all(name in d["models"] for d in fleet["devices"] if d["label"] in labels)
+    assert fleet["grown"] >= 0 and fleet["shrunk"] >= 0
+    assert fleet["placement_over_time"][0] == {"t_s": 0.0, "placement": {m: SIM4 for m in models}}
+    assert "4 sim devices (sim:0, sim:1, sim:2, sim:3), 2 lanes each" in output
+    assert "per device" in output and "replicas at the end" in output
+
+
+def test_four_devices_at_four_times_the_rate_give_about_four_times_the_goodput(
+    tmp_path: Path,
+) -> None:
+    # 600/s is past one sim device's peak (it rejects some): the fleet's goodput must scale.
+    one, _ = _loadtest(tmp_path, "--rate", "600", "--duration", "3")
+    four, _ = _loadtest(tmp_path, "--devices", "4", "--rate", "2400", "--duration", "3")
+    assert one["requests"]["rejected"] > 0
+    assert 3.6 <= four["goodput_rps"] / one["goodput_rps"] <= 4.4
+
+
+def test_one_replica_each_grows_under_load_and_off_never_moves(tmp_path: Path) -> None:
+    args = ["--devices", "4", "--replicas", "1", "--models", "resnet50", "--duration", "3"]
+    report, _ = _loadtest(tmp_path, *args, "--rate", "700")
+    _check_accounting(report)
+    fleet = report["fleet"]
+    assert report["config"]["replicas"] == 1
+    assert fleet["placement_over_time"][0]["placement"] == {"resnet50": ["sim:0"]}
+    assert fleet["grown"] >= 1 and len(fleet["placement"]["resnet50"]) > 1
+
+    still, _ = _loadtest(tmp_path, *args, "--rate", "700", "--rebalance-every", "off")
+    assert still["config"]["rebalance_every_s"] is None
+    assert still["fleet"]["grown"] == still["fleet"]["shrunk"] == 0
+    assert still["fleet"]["placement"] == {"resnet50": ["sim:0"]}
+    assert len(still["fleet"]["placement_over_time"]) == 1
+    assert [d["submitted"] > 0 for d in still["fleet"]["devices"]] == [True, False, False, False]
+
+
+def test_closed_loop_on_a_fleet(tmp_path: Path) -> None:
+    report, _ = _loadtest(tmp_path, "--devices", "2", "--concurrency", "8", "--duration", "2")
+    _check_accounting(report)
+    assert report["config"]["mode"] == "closed" and report["config"]["max_in_flight"] == 8
+    assert report["config"]["devices"] == ["sim:0", "sim:1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--devices", "0"], "from 1 to"),
+        (["--devices", "-2"], "from 1 to"),
+        (["--devices", "65"], "from 1 to 64"),
+        (["--devices", "foo"], "'foo' is not a device"),
+        (["--devices", "cuda:0,cuda:0"], "cuda:0 is given twice"),
+        (["--devices", "cuda:0,gpu1"], "'gpu1' is not a device"),
+        (["--devices", "cuda:0", "--backend", "sim"], "--backend sim"),
+        (["--devices", "2", "--backend", "cuda"], "torch sees 0 CUDA GPU(s)"),
+        (["--devices", "cuda:0,cuda:2"], "there is no cuda:0"),
+        (["--devices", "2", "--replicas", "3"], "at most the 2 devices"),
+        (["--devices", "2", "--rebalance-every", "0"], "--rebalance-every"),
+        (["--devices", "2", "--rebalance-every", "soon"], "'soon' is not a"),
+        (["--replicas", "2"], "give --devices N too"),
+        (["--rebalance-every", "100"], "give --devices N too"),
+        (["--devices", "2", "--target", "http://127.0.0.1:9"], "embedded target"),
+        (["--devices", "2", "--target", "ray-serve:app", "--rate", "5"], "embedded target"),
+        (["--devices", "2", "--metrics-port", "0"], "--metrics-port"),
+        (["--devices", "2", "--timeline", "t.jsonl"], "--timeline"),
+    ],
+)
+def test_bad_devices_and_refused_combinations_exit_2_with_one_line(
+    args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_fleet, "_gpus", lambda: 0)  # as on a machine without a GPU
+    result = runner.invoke(app, ["loadtest", "--duration", "1", "--rate", "10", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_device_table_and_the_live_view_fit_80_columns(tmp_path: Path) -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=True, color_system=None)
+    cfg = LoadtestConfig(backend="sim", duration=2.0, rate=1200.0)
+    report, snap, _ = _run(cfg, console, True, fleet=FleetOptions(("sim",) * 4))
+    assert isinstance(snap, FleetSnapshot) and snap.closed
+    text = out.getvalue()
+    final = text[text.rindex("offered ") :]  # the last screen drawn
+    assert "…" not in final and max(len(line) for line in final.splitlines()) <= 80
+    assert "4 devices" in final and "replicas" in final
+    for label in SIM4:
+        assert label in final
+    for model, labels in report["fleet"]["placement"].items():
+        assert model in final
+
+    table = io.StringIO()
+    Console(file=table, width=80, color_system=None).print(render_devices(report))
+    drawn = table.getvalue()
+    assert "…" not in drawn and max(len(line) for line in drawn.splitlines()) <= 80
+    for d in report["fleet"]["devices"]:
+        assert d["label"] in drawn and str(d["submitted"]) in drawn
+        assert f"{d['goodput_rps']:.1f}" in drawn
+
+
+@pytest.mark.sim
+async def test_the_plain_line_names_devices_and_replicas() -> None:
+    cfg = LoadtestConfig(backend="sim", duration=1.0, rate=400.0)
+    seen: list[tuple[Progress, Any]] = []
+    fleet = FleetOptions(("sim", "sim"), replicas=1)
+    await run_loadtest(cfg, on_progress=lambda p, s: seen.append((p, s)), fleet=fleet)
+    progress, snap = seen[-1]
+    assert isinstance(snap, FleetSnapshot)
+    line = fleet_plain_line(progress, snap, 400.0)
+    assert "on 2 devices" in line and "replicas resnet50=" in line and "since start:" in line
