@@ -144,7 +144,7 @@ def test_the_device_table_and_the_live_view_fit_80_columns(tmp_path: Path) -> No
     assert "4 devices" in final and "replicas" in final
     for label in SIM4:
         assert label in final
-    for model, labels in report["fleet"]["placement"].items():
+    for model in report["fleet"]["placement"]:
         assert model in final
 
     table = io.StringIO()
