@@ -11,12 +11,13 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from aiosched import simtime
 from aiosched.cli import _fleet, app
 from aiosched.cli._fleet import render_devices
 from aiosched.cli._live_fleet import fleet_plain_line
 from aiosched.cli.loadtest import _run
-from aiosched.fleet import FleetSnapshot
-from aiosched.loadgen import REPORT_KEYS, Progress
+from aiosched.fleet import Fleet, FleetSnapshot
+from aiosched.loadgen import REPORT_KEYS, Progress, Workload, run_open_loop
 from aiosched.loadgen.fleet_load import FleetOptions
 from aiosched.loadgen.harness import LoadtestConfig, run_loadtest
 
@@ -117,7 +118,6 @@ def test_closed_loop_on_a_fleet(tmp_path: Path) -> None:
         (["--rebalance-every", "100"], "give --devices N too"),
         (["--devices", "2", "--target", "http://127.0.0.1:9"], "embedded target"),
         (["--devices", "2", "--target", "ray-serve:app", "--rate", "5"], "embedded target"),
-        (["--devices", "2", "--metrics-port", "0"], "--metrics-port"),
         (["--devices", "2", "--timeline", "t.jsonl"], "--timeline"),
     ],
 )
@@ -166,3 +166,50 @@ async def test_the_plain_line_names_devices_and_replicas() -> None:
     assert isinstance(snap, FleetSnapshot)
     line = fleet_plain_line(progress, snap, 400.0)
     assert "on 2 devices" in line and "replicas resnet50=" in line and "since start:" in line
+
+
+def test_prometheus_metrics_of_a_fleet_carry_a_device_label() -> None:
+    prometheus_client = pytest.importorskip("prometheus_client")
+    parser = pytest.importorskip("prometheus_client.parser")
+    from aiosched.telemetry.prometheus_fleet import FleetExporter
+
+    schedule = Workload.parse("resnet50:3,vit_b16:1", "50").schedule("poisson", 1500.0, 2.0, 5)
+
+    async def main() -> tuple[str, FleetSnapshot]:
+        async with Fleet.sim(3) as fleet:
+            for name in ("resnet50", "vit_b16"):
+                fleet.register(name, max_batch_size=8)
+            await fleet.ready()
+            async with FleetExporter(fleet, interval=0.25) as exporter:
+                await run_open_loop(
+                    exporter.instrument(fleet.infer), schedule, make_input=lambda m: 0.0
+                )
+            text = prometheus_client.generate_latest(exporter.registry).decode()
+            return text, fleet.snapshot()
+
+    text, snap = simtime.run(main())
+    completed: dict[tuple[str, str], float] = {}
+    calls: dict[str, float] = {}
+    for family in parser.text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "aiosched_requests_total" and s.labels["outcome"] in ("met", "missed"):
+                key = (s.labels["device"], s.labels["model"])
+                completed[key] = completed.get(key, 0.0) + s.value
+            if s.name == "aiosched_infer_call_seconds_count":
+                assert "device" not in s.labels  # the fleet's own calls: it picks the device
+                calls[s.labels["model"]] = s.value
+    assert {device for device, _ in completed} == {"sim:0", "sim:1", "sim:2"}
+    for i, label in enumerate(snap.labels):
+        for name, m in snap.devices[i].models.items():
+            assert completed[(label, name)] == m.completed
+    for name, m in snap.models.items():
+        assert calls[name] == m.completed > 0
+    assert text.count("# TYPE aiosched_lanes_busy gauge") == 1  # one family, not one per device
+
+
+def test_loadtest_on_a_fleet_serves_metrics() -> None:
+    pytest.importorskip("prometheus_client")
+    args = ["loadtest", "--backend", "sim", "--devices", "2", "--rate", "300", "--duration", "2"]
+    result = runner.invoke(app, [*args, "--metrics-port", "0"])
+    assert result.exit_code == 0, result.output
+    assert "metrics on http://127.0.0.1:" in result.output

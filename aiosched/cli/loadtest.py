@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when 
     from ..loadgen.fleet_load import FleetOptions
     from ..loadgen.harness import Front, FrontSnapshot, LoadtestConfig
     from ..telemetry.prometheus import PrometheusExporter
+    from ..telemetry.prometheus_fleet import FleetExporter
     from ..timeline import Execution
 
 
@@ -157,7 +158,8 @@ def register(app: typer.Typer) -> None:
                 min=0,
                 max=65535,
                 help="serve Prometheus metrics on this port during the run "
-                "(extra 'prometheus'; 0: any free port)",
+                "(extra 'prometheus'; 0: any free port; with --devices every device's, "
+                "labelled device)",
             ),
         ] = None,
         metrics_addr: Annotated[
@@ -287,8 +289,6 @@ def register(app: typer.Typer) -> None:
                 if _given(ctx, name):
                     bad("it places models on a fleet: give --devices N too", flag)
         else:
-            if metrics_port is not None:
-                bad("the metrics exporter reads one scheduler, not a fleet", "--metrics-port")
             if timeline_path is not None:
                 bad("the timeline file holds one scheduler's lanes, not a fleet's", "--timeline")
             backend, names = device_names(devices, backend)
@@ -424,8 +424,8 @@ def _run(
 
     def on_start(front: Front, schedule: Any) -> None:
         offered[0] = schedule.offered_rps
+        start_metrics(front)
         if isinstance(front, Scheduler):
-            start_metrics(front)
             where = f"{backend} backend, {cfg.lanes} lanes"
         else:
             labels = front.labels
@@ -462,14 +462,19 @@ def _run(
             highlight=False,
         )
 
-    exporters: list[PrometheusExporter] = []
+    exporters: list[PrometheusExporter | FleetExporter] = []
 
-    def start_metrics(sched: Scheduler) -> None:
+    def start_metrics(front: Front) -> None:
         if metrics is None:
             return
         from ..telemetry.prometheus import PrometheusExporter
+        from ..telemetry.prometheus_fleet import FleetExporter
 
-        exporter = PrometheusExporter(sched, interval=0.5)
+        exporter: PrometheusExporter | FleetExporter
+        if isinstance(front, Scheduler):
+            exporter = PrometheusExporter(front, interval=0.5)
+        else:  # every device's metrics, with a device label
+            exporter = FleetExporter(front, interval=0.5)
         exporters.append(exporter)
         exporter.start()
         port = exporter.serve(*metrics)
