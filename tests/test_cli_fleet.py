@@ -20,6 +20,7 @@ from aiosched.fleet import Fleet, FleetSnapshot
 from aiosched.loadgen import REPORT_KEYS, Progress, Workload, run_open_loop
 from aiosched.loadgen.fleet_load import FleetOptions
 from aiosched.loadgen.harness import LoadtestConfig, run_loadtest
+from aiosched.loadgen.timelinefile import read_timeline
 
 runner = CliRunner()
 
@@ -118,7 +119,6 @@ def test_closed_loop_on_a_fleet(tmp_path: Path) -> None:
         (["--rebalance-every", "100"], "give --devices N too"),
         (["--devices", "2", "--target", "http://127.0.0.1:9"], "embedded target"),
         (["--devices", "2", "--target", "ray-serve:app", "--rate", "5"], "embedded target"),
-        (["--devices", "2", "--timeline", "t.jsonl"], "--timeline"),
     ],
 )
 def test_bad_devices_and_refused_combinations_exit_2_with_one_line(
@@ -213,3 +213,20 @@ def test_loadtest_on_a_fleet_serves_metrics() -> None:
     result = runner.invoke(app, [*args, "--metrics-port", "0"])
     assert result.exit_code == 0, result.output
     assert "metrics on http://127.0.0.1:" in result.output
+
+
+def test_the_timeline_of_a_fleet_numbers_lanes_across_devices(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    args = ["--devices", "3", "--rate", "900", "--duration", "2", "--timeline", str(path)]
+    report, output = _loadtest(tmp_path, *args)
+    rows = read_timeline(path)
+    assert "lane = device x 2 + the device's lane" in output
+    assert len(rows) == report["batches"]["count"]
+    assert {r.lane for r in rows} == set(range(6))  # 3 devices x 2 lanes, all busy at times
+    assert sorted(r.id for r in rows) == list(range(1, len(rows) + 1))
+    by_id = {r.id: r for r in rows}
+    pairs = [(r, by_id[i]) for r in rows for i in r.beside]
+    assert pairs
+    for r, peer in pairs:  # beside: on the same device, and both ways
+        assert r.lane // 2 == peer.lane // 2 and r.lane != peer.lane
+        assert r.id in peer.beside

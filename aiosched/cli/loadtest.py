@@ -148,7 +148,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--timeline",
                 help="write the measured run's executions here (model, lane, start, end, "
-                "batch size, predicted latency; JSON lines, or CSV for a .csv name)",
+                "batch size, predicted latency; JSON lines, or CSV for a .csv name; with "
+                "--devices every device's, lane = device x lanes + the device's lane)",
             ),
         ] = None,
         live: Annotated[bool, typer.Option("--live/--no-live", help="rich live view")] = True,
@@ -289,8 +290,6 @@ def register(app: typer.Typer) -> None:
                 if _given(ctx, name):
                     bad("it places models on a fleet: give --devices N too", flag)
         else:
-            if timeline_path is not None:
-                bad("the timeline file holds one scheduler's lanes, not a fleet's", "--timeline")
             backend, names = device_names(devices, backend)
             if replicas is not None and replicas > len(names):
                 bad(f"at most the {len(names)} devices, got {replicas}", "--replicas")
@@ -353,6 +352,7 @@ def register(app: typer.Typer) -> None:
             check_lanes(resolve_backend(cfg.backend), lanes)
         try:
             executions: list[Execution] = []
+            device_executions: list[list[Execution]] = []
             if endpoint is not None:
                 report, series = _run_http(cfg, target, shape, console)
             elif serve_app is not None:
@@ -360,7 +360,13 @@ def register(app: typer.Typer) -> None:
             else:
                 metrics = None if metrics_port is None else (metrics_port, metrics_addr)
                 report, _, series = _run(
-                    cfg, console, live and console.is_terminal, metrics, executions, fleet
+                    cfg,
+                    console,
+                    live and console.is_terminal,
+                    metrics,
+                    executions,
+                    fleet,
+                    device_executions,
                 )
         except (AioschedError, OSError) as exc:
             raise fail(exc) from None
@@ -387,14 +393,25 @@ def register(app: typer.Typer) -> None:
                 raise fail(f"cannot write {csv_path}: {exc}") from None
             console.print(f"time series ({len(series)} s) written to {csv_path}")
         if timeline_path is not None:
-            from ..loadgen.timelinefile import rows_from_executions, write_timeline
+            from ..loadgen.timelinefile import (
+                rows_from_devices,
+                rows_from_executions,
+                write_timeline,
+            )
 
-            rows = rows_from_executions(executions)
+            numbering = ""
+            if fleet is None:
+                rows = rows_from_executions(executions)
+            else:  # one file for every device: their lanes numbered one after the other
+                rows = rows_from_devices(device_executions, [cfg.lanes] * len(fleet.devices))
+                numbering = f"; lane = device x {cfg.lanes} + the device's lane"
             try:
                 write_timeline(rows, timeline_path)
             except OSError as exc:
                 raise fail(f"cannot write {timeline_path}: {exc}") from None
-            console.print(f"timeline ({len(rows)} executions) written to {timeline_path}")
+            console.print(
+                f"timeline ({len(rows)} executions{numbering}) written to {timeline_path}"
+            )
 
 
 def _run(
@@ -404,12 +421,14 @@ def _run(
     metrics: tuple[int, str] | None = None,
     executions: list[Execution] | None = None,
     fleet: FleetOptions | None = None,
+    device_executions: list[list[Execution]] | None = None,
 ) -> tuple[dict[str, Any], FrontSnapshot, TimeSeries | None]:
     """Run the load test; the report, the last snapshot and the run's per-second series.
 
     ``metrics`` is ``(port, address)`` for a Prometheus exporter during the measured run;
-    ``executions``, when given, receives the measured run's executions; ``fleet`` runs
-    the load on a fleet of devices (the snapshots are then the fleet's).
+    ``executions``, when given, receives the measured run's executions
+    (``device_executions`` one list per device); ``fleet`` runs the load on a fleet
+    of devices (the snapshots are then the fleet's).
     """
     from .. import simtime
     from .._runtime import run
@@ -499,6 +518,9 @@ def _run(
                 instrument=instrument,
                 on_executions=None if executions is None else executions.extend,
                 fleet=fleet,
+                on_device_executions=None
+                if device_executions is None
+                else device_executions.extend,
             )
         finally:
             for exporter in exporters:

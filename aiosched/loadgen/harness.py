@@ -480,6 +480,7 @@ class LoadtestSession:
         on_result: Callable[[LoadResult], None] | None = None,
         instrument: Callable[[Target], Target] | None = None,
         on_executions: Callable[[list[Execution]], None] | None = None,
+        on_device_executions: Callable[[list[list[Execution]]], None] | None = None,
     ) -> dict[str, Any]:
         """Drive ``schedule`` (or a closed loop) to the end (all resolved) and return its report.
 
@@ -491,7 +492,8 @@ class LoadtestSession:
         ``instrument`` wraps the scheduler's ``infer`` (after ``on_start``), for
         an exporter that times the calls. ``on_executions`` gets the run's
         finished executions (``aiosched loadtest --timeline``; a fleet's, every
-        device's in start order).
+        device's in start order); ``on_device_executions`` the same, one list per
+        device (each device numbers its executions and lanes itself).
         """
         front = self.front
         scheds = front_schedulers(front)
@@ -553,6 +555,8 @@ class LoadtestSession:
             executions.sort(key=lambda e: e.start)
         if on_executions is not None:
             on_executions(executions)
+        if on_device_executions is not None:
+            on_device_executions(per_device)
         per_model: dict[str, dict[int, int]] = {}
         sizes: dict[int, int] = {}
         concurrency = 0
@@ -675,6 +679,7 @@ async def run_loadtest(
     instrument: Callable[[Target], Target] | None = None,
     on_executions: Callable[[list[Execution]], None] | None = None,
     fleet: FleetOptions | None = None,
+    on_device_executions: Callable[[list[list[Execution]]], None] | None = None,
 ) -> tuple[dict[str, Any], FrontSnapshot]:
     """Run one load test; returns the report and the final snapshot (after closing).
 
@@ -687,7 +692,8 @@ async def run_loadtest(
     :meth:`~aiosched.loadgen.peak.PeakResult.to_dict`), ``rate_fraction`` and
     ``rate_target`` (the rate asked for; ``rate`` is the offered one).
     ``on_result`` gets the measured run's :class:`~aiosched.loadgen.result.LoadResult`
-    (not the search's), ``on_executions`` its finished executions. A
+    (not the search's), ``on_executions`` its finished executions
+    (``on_device_executions``: one list per device). A
     ``warmup`` of S seconds runs first at the same rate and is not counted;
     ``config.warmup`` says what was left out (:mod:`aiosched.loadgen.warmup`).
     With ``concurrency`` (mode ``"closed"``) the run is a closed loop. With
@@ -745,5 +751,6 @@ async def run_loadtest(
             on_result=on_result,
             instrument=instrument,
             on_executions=on_executions,
+            on_device_executions=on_device_executions,
         )
     return report, session.front.snapshot()
