@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +232,20 @@ def test_the_timeline_of_a_fleet_numbers_lanes_across_devices(tmp_path: Path) ->
     for r, peer in pairs:  # beside: on the same device, and both ways
         assert r.lane // 2 == peer.lane // 2 and r.lane != peer.lane
         assert r.id in peer.beside
+
+
+@pytest.mark.sim
+async def test_ctrl_c_on_a_fleet_stops_sending_drains_every_device_and_reports() -> None:
+    cfg = LoadtestConfig(backend="sim", duration=20.0, rate=800.0)
+
+    def interrupt_soon(front: object, schedule: object) -> None:
+        asyncio.get_running_loop().call_later(2.0, signal.raise_signal, signal.SIGINT)
+
+    fleet = FleetOptions(("sim",) * 3)
+    report, snap = await run_loadtest(cfg, on_start=interrupt_soon, handle_sigint=True, fleet=fleet)
+    assert report["config"]["stopped_early"] is True
+    _check_accounting(report)
+    assert 0 < report["requests"]["sent"] < 800 * 20 * 0.5
+    assert report["requests"]["cancelled"] == 0  # drained, not dropped
+    assert isinstance(snap, FleetSnapshot) and snap.closed
+    assert all(m.pending == 0 for d in snap.devices for m in d.models.values())
