@@ -57,9 +57,9 @@ __all__ = [
     "AUTO_RATE_FRACTION",
     "AUTO_SEARCH",
     "DEFAULT_DEADLINE_MS",
+    "DEFAULT_MODELS",
     "Front",
     "FrontSnapshot",
-    "DEFAULT_MODELS",
     "PEAK_SEARCH",
     "LoadtestConfig",
     "LoadtestSession",
@@ -493,7 +493,9 @@ class LoadtestSession:
         an exporter that times the calls. ``on_executions`` gets the run's
         finished executions (``aiosched loadtest --timeline``; a fleet's, every
         device's in start order); ``on_device_executions`` the same, one list per
-        device (each device numbers its executions and lanes itself).
+        device (each device numbers its executions and lanes itself). A fleet's
+        batches and predictor error cover every device; ``max_concurrency`` is
+        the most batches side by side on one device.
         """
         front = self.front
         scheds = front_schedulers(front)
