@@ -64,8 +64,9 @@ def test_four_sim_devices_run_and_the_report_has_the_fleet(tmp_path: Path) -> No
         assert all(name in d["models"] for d in fleet["devices"] if d["label"] in labels)
     assert fleet["grown"] >= 0 and fleet["shrunk"] >= 0
     assert fleet["placement_over_time"][0] == {"t_s": 0.0, "placement": {m: SIM4 for m in models}}
-    assert "4 sim devices (sim:0, sim:1, sim:2, sim:3), 2 lanes each" in output
-    assert "per device" in output and "replicas at the end" in output
+    words = " ".join(output.split())  # lines wrap with the terminal
+    assert "4 sim devices (sim:0, sim:1, sim:2, sim:3), 2 lanes each" in words
+    assert "per device" in words and "replicas at the end: resnet50" in words
 
 
 def test_four_devices_at_four_times_the_rate_give_about_four_times_the_goodput(
@@ -155,6 +156,11 @@ def test_the_device_table_and_the_live_view_fit_80_columns(tmp_path: Path) -> No
     assert "…" not in drawn and max(len(line) for line in drawn.splitlines()) <= 80
     for d in report["fleet"]["devices"]:
         assert d["label"] in drawn and str(d["submitted"]) in drawn
+        assert str(d["completed"]) in drawn and str(d["met_deadline"]) in drawn
+        if len(d["models"]) == 3:
+            assert "all 3" in drawn  # every model: said short, to fit
+        else:
+            assert all(m in drawn for m in d["models"])
         assert f"{d['goodput_rps']:.1f}" in drawn
 
 
@@ -168,6 +174,7 @@ async def test_the_plain_line_names_devices_and_replicas() -> None:
     assert isinstance(snap, FleetSnapshot)
     line = fleet_plain_line(progress, snap, 400.0)
     assert "on 2 devices" in line and "replicas resnet50=" in line and "since start:" in line
+    assert f"rebalance so far: grown {snap.grown}, shrunk {snap.shrunk}" in line
 
 
 def test_prometheus_metrics_of_a_fleet_carry_a_device_label() -> None:
@@ -222,7 +229,7 @@ def test_the_timeline_of_a_fleet_numbers_lanes_across_devices(tmp_path: Path) ->
     args = ["--devices", "3", "--rate", "900", "--duration", "2", "--timeline", str(path)]
     report, output = _loadtest(tmp_path, *args)
     rows = read_timeline(path)
-    assert "lane = device x 2 + the device's lane" in output
+    assert "lane = device x 2 + the device's lane" in " ".join(output.split())
     assert len(rows) == report["batches"]["count"]
     assert {r.lane for r in rows} == set(range(6))  # 3 devices x 2 lanes, all busy at times
     assert sorted(r.id for r in rows) == list(range(1, len(rows) + 1))

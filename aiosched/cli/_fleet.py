@@ -98,23 +98,28 @@ def render_devices(report: Mapping[str, Any]) -> Table:
         collapse_padding=True,
     )
     table.add_column("device", no_wrap=True)
-    number_columns(table, "took", "met", "rejected", "failed", "goodput/s", "busy")
+    number_columns(table, "took", "done", "met", "rejected", "failed", "goodput/s", "busy")
     table.add_column("models at the end", overflow="fold")
+    every = len(fleet["placement"])
     for d in fleet["devices"]:
         busy = d["lanes_busy"]
+        placed = d["models"]
+        models = f"all {every}" if every > 1 and len(placed) == every else ", ".join(placed)
         table.add_row(
             d["label"] if d["live"] else f"{d['label']} (lost)",
             str(d["submitted"]),
+            str(d["completed"]),
             str(d["met_deadline"]),
             str(d["rejected"]),
             str(d["failed"]),
             "-" if d["goodput_rps"] is None else f"{d['goodput_rps']:.1f}",
             "-" if busy is None else f"{busy:.2f}/{d['lanes']}",
-            ", ".join(d["models"]) or "-",
+            models or "-",
         )
     replicas = ", ".join(f"{m} {len(ds)}" for m, ds in fleet["placement"].items())
     table.caption = (
-        f"took: requests routed to the device; busy: mean lanes running a batch. "
+        f"took: requests routed to the device, done: completed there; busy: mean lanes "
+        "running a batch. "
         f"Rebalance during the run: {fleet['grown']} replicas grown, {fleet['shrunk']} shrunk; "
         f"replicas at the end: {replicas}"
     )

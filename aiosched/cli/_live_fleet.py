@@ -40,8 +40,8 @@ def fleet_plain_line(p: Progress, snap: FleetSnapshot, offered_rps: float) -> st
     busy, lanes = _busy(snap)
     return (
         f"{window_figures(p, offered_rps)} | now: queue {snap.queue_depth} lanes {busy}/{lanes} "
-        f"on {len(snap.labels)} devices | replicas {_replicas(snap)} "
-        f"(grown {snap.grown}, shrunk {snap.shrunk})"
+        f"on {len(snap.labels)} devices | replicas {_replicas(snap)} | "
+        f"rebalance so far: grown {snap.grown}, shrunk {snap.shrunk}"
     )
 
 
@@ -65,13 +65,14 @@ def fleet_live_view(p: Progress, snap: FleetSnapshot, offered_rps: float) -> Ren
     devices.add_column("models", overflow="fold")
     for i, (label, d) in enumerate(zip(snap.labels, snap.devices, strict=True)):
         placed = [m for m, ds in snap.placement.items() if i in ds]
+        every = len(snap.placement) > 1 and len(placed) == len(snap.placement)
         devices.add_row(
             label if snap.live[i] else f"{label} (lost)",
             str(d.queue_depth),
             str(d.in_flight),
             f"{sum(lane.busy for lane in d.lanes)}/{len(d.lanes)}",
             f"{snap.load[i]:.2f}",
-            ", ".join(placed) or "-",
+            f"all {len(placed)}" if every else ", ".join(placed) or "-",
         )
     devices.caption = "now; load: seconds of work routed per second (last rebalance period)"
 
