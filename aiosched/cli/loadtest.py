@@ -295,7 +295,10 @@ def register(app: typer.Typer) -> None:
                 bad(f"at most the {len(names)} devices, got {replicas}", "--replicas")
             from ..loadgen.fleet_load import FleetOptions
 
-            fleet = FleetOptions(names, replicas, rebalance_seconds(rebalance_every))
+            try:
+                fleet = FleetOptions(names, replicas, rebalance_seconds(rebalance_every))
+            except AioschedError as exc:
+                bad(exc, "--devices")
         if endpoint is not None:
             for name, flag in REFUSED_OPTIONS.items():
                 if _given(ctx, name):
