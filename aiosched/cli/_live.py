@@ -25,7 +25,7 @@ from ..loadgen.result import RequestCounts
 from ..telemetry.snapshot import SchedulerSnapshot
 from ._render import number_columns
 
-__all__ = ["live_view", "plain_line"]
+__all__ = ["live_view", "plain_line", "progress_bar", "rates_table", "window_figures"]
 
 
 def _ms(seconds: float | None) -> str:
@@ -53,9 +53,8 @@ def _per_s(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else 0.0
 
 
-def plain_line(p: Progress, snap: SchedulerSnapshot, offered_rps: float) -> str:
-    """One line of the periodic plain output (pipes, ``--no-live``): the window, then the run."""
-    busy = sum(lane.busy for lane in snap.lanes)
+def window_figures(p: Progress, offered_rps: float) -> str:
+    """The start of a plain line: the window's rates and latency, then the run's so far."""
     c = p.counts
     return (
         f"[{p.elapsed_s:6.1f}/{p.window_s:.0f}s] offered {offered_rps:.1f}/s | "
@@ -63,13 +62,21 @@ def plain_line(p: Progress, snap: SchedulerSnapshot, offered_rps: float) -> str:
         f"sent {p.sent_rps:.1f}/s done {p.achieved_rps:.1f}/s good {p.goodput_rps:.1f}/s "
         f"miss {p.miss_pct:.1f}% p50 {_ms(p.latency_p50_s)} p99 {_ms(p.latency_p99_s)} ms | "
         f"since start: good {_per_s(c.met_deadline, p.elapsed_s):.1f}/s "
-        f"miss {_miss_pct(c):.1f}% | now: queue {snap.queue_depth} lanes {busy}/{len(snap.lanes)} "
-        f"| pred-err {_pct(snap.predictor_mape)}"
+        f"miss {_miss_pct(c):.1f}%"
     )
 
 
-def live_view(p: Progress, snap: SchedulerSnapshot, offered_rps: float) -> RenderableType:
-    """The live view: rates, latency, per-model queues and batches, lanes, predictor error."""
+def plain_line(p: Progress, snap: SchedulerSnapshot, offered_rps: float) -> str:
+    """One line of the periodic plain output (pipes, ``--no-live``): the window, then the run."""
+    busy = sum(lane.busy for lane in snap.lanes)
+    return (
+        f"{window_figures(p, offered_rps)} | now: queue {snap.queue_depth} "
+        f"lanes {busy}/{len(snap.lanes)} | pred-err {_pct(snap.predictor_mape)}"
+    )
+
+
+def rates_table(p: Progress, offered_rps: float) -> Table:
+    """The live view's first table: rates and latency, last window and since the start."""
     c, t = p.counts, p.elapsed_s
     rates = Table(
         title=f"offered {offered_rps:.1f} requests/s",
@@ -88,7 +95,24 @@ def live_view(p: Progress, snap: SchedulerSnapshot, offered_rps: float) -> Rende
     rates.add_row("deadline miss", f"{p.miss_pct:.1f}%", f"{_miss_pct(c):.1f}%")
     rates.add_row("latency p50 ms", _ms(p.latency_p50_s), "")
     rates.add_row("latency p99 ms", _ms(p.latency_p99_s), "")
+    return rates
 
+
+def progress_bar(p: Progress) -> Table:
+    """How far the run is: a bar, the seconds, the requests sent of those planned."""
+    bar = Table.grid(padding=(0, 1))
+    bar.add_column()
+    bar.add_column()
+    bar.add_row(
+        ProgressBar(total=1.0, completed=p.fraction, width=30),
+        f"{p.elapsed_s:.1f} / {p.window_s:.0f} s   sent {p.counts.sent} of {p.planned}",
+    )
+    return bar
+
+
+def live_view(p: Progress, snap: SchedulerSnapshot, offered_rps: float) -> RenderableType:
+    """The live view: rates, latency, per-model queues and batches, lanes, predictor error."""
+    rates = rates_table(p, offered_rps)
     busy = sum(lane.busy for lane in snap.lanes)
     now = Text(
         f"now: {busy}/{len(snap.lanes)} lanes busy, {snap.queue_depth} queued; "
@@ -122,11 +146,4 @@ def live_view(p: Progress, snap: SchedulerSnapshot, offered_rps: float) -> Rende
         style = "bold green" if lane.busy else ("dim" if lane.alive else "red")
         lanes.append(f"[{lane.lane}: {label}] ", style=style)
 
-    bar = Table.grid(padding=(0, 1))
-    bar.add_column()
-    bar.add_column()
-    bar.add_row(
-        ProgressBar(total=1.0, completed=p.fraction, width=30),
-        f"{p.elapsed_s:.1f} / {p.window_s:.0f} s   sent {c.sent} of {p.planned}",
-    )
-    return Group(rates, Text(""), now, Text(""), models, Text(""), lanes, bar)
+    return Group(rates, Text(""), now, Text(""), models, Text(""), lanes, progress_bar(p))

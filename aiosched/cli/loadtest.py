@@ -18,7 +18,9 @@ handle of a running Ray Serve application instead
 (:mod:`aiosched.loadgen.http_target`; needs ``--rate R`` or ``--concurrency N``).
 ``--concurrency N`` runs a closed loop of N users instead of an arrival
 process (:mod:`aiosched.loadgen.closed_loop`); ``--warmup S`` sends for S
-seconds first, uncounted (:mod:`aiosched.loadgen.warmup`).
+seconds first, uncounted (:mod:`aiosched.loadgen.warmup`). ``--devices N``
+(or ``cuda:0,cuda:2``) drives a :class:`~aiosched.Fleet` of N devices instead
+of one scheduler (:mod:`aiosched.cli._fleet`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ..loadgen.http_target import DEFAULT_WARMUP_S
 from ..loadgen.peak import PeakResult, PeakStep
 from ..telemetry.snapshot import SchedulerSnapshot
 from ._choices import PREDICTORS
+from ._fleet import MAX_DEVICES, device_names, rebalance_seconds, render_devices
 from ._live import live_view, plain_line
 from ._parse import (
     DURATION_HELP,
@@ -53,9 +56,10 @@ from ._render import render_steps, render_summary, terminal_console
 
 if TYPE_CHECKING:  # the harness imports torch: at run time it is imported when a run starts
     from ..loadgen.driver import Target
-    from ..loadgen.harness import LoadtestConfig
-    from ..scheduler import Scheduler
+    from ..loadgen.fleet_load import FleetOptions
+    from ..loadgen.harness import Front, FrontSnapshot, LoadtestConfig
     from ..telemetry.prometheus import PrometheusExporter
+    from ..telemetry.prometheus_fleet import FleetExporter
     from ..timeline import Execution
 
 
@@ -63,6 +67,7 @@ LIVE_INTERVAL_S = 1.0
 """Seconds (of the run's clock) between two updates of the live view: its window."""
 
 _OPEN_LOOP_OPTIONS = {"rate": "--rate", "arrival": "--arrival", "trace": "--trace"}
+_FLEET_OPTIONS = {"replicas": "--replicas", "rebalance_every": "--rebalance-every"}
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -143,7 +148,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--timeline",
                 help="write the measured run's executions here (model, lane, start, end, "
-                "batch size, predicted latency; JSON lines, or CSV for a .csv name)",
+                "batch size, predicted latency; JSON lines, or CSV for a .csv name; with "
+                "--devices every device's, lane = device x lanes + the device's lane)",
             ),
         ] = None,
         live: Annotated[bool, typer.Option("--live/--no-live", help="rich live view")] = True,
@@ -153,7 +159,8 @@ def register(app: typer.Typer) -> None:
                 min=0,
                 max=65535,
                 help="serve Prometheus metrics on this port during the run "
-                "(extra 'prometheus'; 0: any free port)",
+                "(extra 'prometheus'; 0: any free port; with --devices every device's, "
+                "labelled device)",
             ),
         ] = None,
         metrics_addr: Annotated[
@@ -196,6 +203,28 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 help="HTTP target: every model's input shape, e.g. 16 or 3x224x224 "
                 "(default: from GET URL/models)"
+            ),
+        ] = None,
+        devices: Annotated[
+            str | None,
+            typer.Option(
+                help="a fleet, one scheduler per device: N devices of --backend (sim: N "
+                "simulated devices, own seeds; cpu: N devices that share the host's cores; "
+                f"cuda: cuda:0..N-1; N up to {MAX_DEVICES}), or GPUs by name: cuda:0,cuda:2. "
+                "--policy, --predictor and --lanes apply to each device"
+            ),
+        ] = None,
+        replicas: Annotated[
+            int | None,
+            typer.Option(
+                min=1, help="with --devices: each model starts on K of them (default all)"
+            ),
+        ] = None,
+        rebalance_every: Annotated[
+            str | None,
+            typer.Option(
+                help=f"with --devices: time between two rebalances ({DURATION_HELP}; "
+                "'off': none; default the fleet's, 500 ms)"
             ),
         ] = None,
     ) -> None:
@@ -243,6 +272,8 @@ def register(app: typer.Typer) -> None:
         from ..integrations.ray_serve_load import app_of
         from ..loadgen.http_target import REFUSED_OPTIONS, Endpoint, parse_shape, require_httpx
 
+        if devices is not None and target != "embedded":
+            bad("a fleet runs in this process: it takes the embedded target", "--devices")
         serve_app: str | None = None
         shape: tuple[int, ...] | None = None
         try:
@@ -253,6 +284,21 @@ def register(app: typer.Typer) -> None:
                 require_httpx()
         except AioschedError as exc:
             bad(exc, "--target")
+        fleet: FleetOptions | None = None
+        if devices is None:
+            for name, flag in _FLEET_OPTIONS.items():
+                if _given(ctx, name):
+                    bad("it places models on a fleet: give --devices N too", flag)
+        else:
+            backend, names = device_names(devices, backend)
+            if replicas is not None and replicas > len(names):
+                bad(f"at most the {len(names)} devices, got {replicas}", "--replicas")
+            from ..loadgen.fleet_load import FleetOptions
+
+            try:
+                fleet = FleetOptions(names, replicas, rebalance_seconds(rebalance_every))
+            except AioschedError as exc:
+                bad(exc, "--devices")
         if endpoint is not None:
             for name, flag in REFUSED_OPTIONS.items():
                 if _given(ctx, name):
@@ -309,6 +355,7 @@ def register(app: typer.Typer) -> None:
             check_lanes(resolve_backend(cfg.backend), lanes)
         try:
             executions: list[Execution] = []
+            device_executions: list[list[Execution]] = []
             if endpoint is not None:
                 report, series = _run_http(cfg, target, shape, console)
             elif serve_app is not None:
@@ -316,7 +363,13 @@ def register(app: typer.Typer) -> None:
             else:
                 metrics = None if metrics_port is None else (metrics_port, metrics_addr)
                 report, _, series = _run(
-                    cfg, console, live and console.is_terminal, metrics, executions
+                    cfg,
+                    console,
+                    live and console.is_terminal,
+                    metrics,
+                    executions,
+                    fleet,
+                    device_executions,
                 )
         except (AioschedError, OSError) as exc:
             raise fail(exc) from None
@@ -325,6 +378,8 @@ def register(app: typer.Typer) -> None:
             typer.echo("interrupted: requests in flight were cancelled; no report", err=True)
             raise typer.Exit(130) from None
         console.print(render_summary(report))
+        if "fleet" in report:
+            console.print(render_devices(report))
         peak = report["config"].get("peak")
         if peak is not None and cfg.mode == "peak":
             console.print(render_steps(peak, title="peak search (--rate peak)"))
@@ -341,14 +396,25 @@ def register(app: typer.Typer) -> None:
                 raise fail(f"cannot write {csv_path}: {exc}") from None
             console.print(f"time series ({len(series)} s) written to {csv_path}")
         if timeline_path is not None:
-            from ..loadgen.timelinefile import rows_from_executions, write_timeline
+            from ..loadgen.timelinefile import (
+                rows_from_devices,
+                rows_from_executions,
+                write_timeline,
+            )
 
-            rows = rows_from_executions(executions)
+            numbering = ""
+            if fleet is None:
+                rows = rows_from_executions(executions)
+            else:  # one file for every device: their lanes numbered one after the other
+                rows = rows_from_devices(device_executions, [cfg.lanes] * len(fleet.devices))
+                numbering = f"; lane = device x {cfg.lanes} + the device's lane"
             try:
                 write_timeline(rows, timeline_path)
             except OSError as exc:
                 raise fail(f"cannot write {timeline_path}: {exc}") from None
-            console.print(f"timeline ({len(rows)} executions) written to {timeline_path}")
+            console.print(
+                f"timeline ({len(rows)} executions{numbering}) written to {timeline_path}"
+            )
 
 
 def _run(
@@ -357,24 +423,36 @@ def _run(
     live: bool,
     metrics: tuple[int, str] | None = None,
     executions: list[Execution] | None = None,
-) -> tuple[dict[str, Any], SchedulerSnapshot, TimeSeries | None]:
+    fleet: FleetOptions | None = None,
+    device_executions: list[list[Execution]] | None = None,
+) -> tuple[dict[str, Any], FrontSnapshot, TimeSeries | None]:
     """Run the load test; the report, the last snapshot and the run's per-second series.
 
     ``metrics`` is ``(port, address)`` for a Prometheus exporter during the measured run;
-    ``executions``, when given, receives the measured run's executions.
+    ``executions``, when given, receives the measured run's executions
+    (``device_executions`` one list per device); ``fleet`` runs the load on a fleet
+    of devices (the snapshots are then the fleet's).
     """
     from .. import simtime
     from .._runtime import run
     from ..loadgen.harness import resolve_backend, run_loadtest
+    from ..scheduler import Scheduler
+    from ._live_fleet import fleet_live_view, fleet_plain_line
 
     backend = resolve_backend(cfg.backend)
     simulated = backend == "sim"
     offered = [0.0]
     results: list[LoadResult] = []
 
-    def on_start(sched: Scheduler, schedule: Any) -> None:
+    def on_start(front: Front, schedule: Any) -> None:
         offered[0] = schedule.offered_rps
-        start_metrics(sched)
+        start_metrics(front)
+        if isinstance(front, Scheduler):
+            where = f"{backend} backend, {cfg.lanes} lanes"
+        else:
+            labels = front.labels
+            names = ", ".join(labels) if len(labels) <= 4 else f"{labels[0]} .. {labels[-1]}"
+            where = f"{len(labels)} {backend} devices ({names}), {cfg.lanes} lanes each"
         if cfg.mode == "closed":
             load = _closed_load(cfg)
         else:
@@ -383,7 +461,7 @@ def _run(
                 f"{schedule.duration_s:.0f} s ({len(schedule)} requests"
             )
         console.print(
-            f"aiosched loadtest: {backend} backend, {cfg.lanes} lanes, policy {cfg.policy}, "
+            f"aiosched loadtest: {where}, policy {cfg.policy}, "
             f"predictor {cfg.predictor}, {load}{', virtual time' if simulated else ''})",
             highlight=False,
         )
@@ -406,14 +484,19 @@ def _run(
             highlight=False,
         )
 
-    exporters: list[PrometheusExporter] = []
+    exporters: list[PrometheusExporter | FleetExporter] = []
 
-    def start_metrics(sched: Scheduler) -> None:
+    def start_metrics(front: Front) -> None:
         if metrics is None:
             return
         from ..telemetry.prometheus import PrometheusExporter
+        from ..telemetry.prometheus_fleet import FleetExporter
 
-        exporter = PrometheusExporter(sched, interval=0.5)
+        exporter: PrometheusExporter | FleetExporter
+        if isinstance(front, Scheduler):
+            exporter = PrometheusExporter(front, interval=0.5)
+        else:  # every device's metrics, with a device label
+            exporter = FleetExporter(front, interval=0.5)
         exporters.append(exporter)
         exporter.start()
         port = exporter.serve(*metrics)
@@ -423,8 +506,8 @@ def _run(
         return exporters[-1].instrument(infer) if exporters else infer
 
     async def main(
-        on_progress: Callable[[Progress, SchedulerSnapshot], None], interval: float
-    ) -> tuple[dict[str, Any], SchedulerSnapshot]:
+        on_progress: Callable[[Progress, FrontSnapshot], None], interval: float
+    ) -> tuple[dict[str, Any], FrontSnapshot]:
         try:
             return await run_loadtest(
                 cfg,
@@ -437,6 +520,10 @@ def _run(
                 on_result=results.append,
                 instrument=instrument,
                 on_executions=None if executions is None else executions.extend,
+                fleet=fleet,
+                on_device_executions=None
+                if device_executions is None
+                else device_executions.extend,
             )
         finally:
             for exporter in exporters:
@@ -449,15 +536,22 @@ def _run(
         # its final screen stays up above the summary; on a device it goes when the run ends.
         with Live(console=console, refresh_per_second=4, transient=not simulated) as view:
 
-            def draw(p: Progress, snap: SchedulerSnapshot) -> None:
-                view.update(live_view(p, snap, offered[0]))
+            def draw(p: Progress, snap: FrontSnapshot) -> None:
+                if isinstance(snap, SchedulerSnapshot):
+                    view.update(live_view(p, snap, offered[0]))
+                else:
+                    view.update(fleet_live_view(p, snap, offered[0]))
 
             coro = main(draw, LIVE_INTERVAL_S)
             report, snap = simtime.run(coro) if simulated else run(coro)
             return report, snap, results[-1].series if results else None
 
-    def line(p: Progress, snap: SchedulerSnapshot) -> None:
-        console.print(plain_line(p, snap, offered[0]), highlight=False, soft_wrap=True)
+    def line(p: Progress, snap: FrontSnapshot) -> None:
+        if isinstance(snap, SchedulerSnapshot):
+            text = plain_line(p, snap, offered[0])
+        else:
+            text = fleet_plain_line(p, snap, offered[0])
+        console.print(text, highlight=False, soft_wrap=True)
 
     interval = cfg.duration / 10 if simulated else max(1.0, min(5.0, cfg.duration / 10))
     coro = main(line, interval)

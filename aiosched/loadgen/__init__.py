@@ -12,7 +12,8 @@ The peak rate that meets an SLO: :func:`search_peak` (:mod:`aiosched.loadgen.pea
 a warmed-up scheduler that runs schedule after schedule:
 :class:`aiosched.loadgen.harness.LoadtestSession`; a closed loop of N users:
 :class:`ClosedLoopDriver`; an HTTP server as the target:
-:mod:`aiosched.loadgen.http_target`.
+:mod:`aiosched.loadgen.http_target`; a fleet of devices as the target:
+:mod:`aiosched.loadgen.fleet_load`.
 """
 
 from aiosched.loadgen.arrivals import (

@@ -29,12 +29,14 @@ from typing import Any, Self
 import torch
 
 from ..errors import InvalidConfig
+from ..fleet import Fleet, FleetSnapshot
 from ..scheduler import DEFAULT_PREDICTOR, Scheduler
 from ..spec import ModelSpec
 from ..telemetry.snapshot import SchedulerSnapshot
 from ..timeline import Execution
 from .closed_loop import ClosedLoop, ClosedLoopDriver
 from .driver import OpenLoopDriver, Progress, Target
+from .fleet_load import FleetOptions, PlacementLog, fleet_capacity, fleet_section, front_schedulers
 from .peak import (
     DEFAULT_GROWTH,
     DEFAULT_MAX_STEPS,
@@ -56,6 +58,8 @@ __all__ = [
     "AUTO_SEARCH",
     "DEFAULT_DEADLINE_MS",
     "DEFAULT_MODELS",
+    "Front",
+    "FrontSnapshot",
     "PEAK_SEARCH",
     "LoadtestConfig",
     "LoadtestSession",
@@ -68,6 +72,10 @@ __all__ = [
 
 AUTO_RATE_FRACTION = 0.7
 
+PLACEMENT_POLL_S = 0.1
+"""Seconds between two looks at a fleet's placement during a run (the report's
+``fleet.placement_over_time``): a fifth of the fleet's default rebalance period."""
+
 DEFAULT_MODELS = {
     "sim": "resnet50,yolov8n,vit_b16",
     "cpu": "mobilenet_v3_small:2,squeezenet1_1:1",
@@ -76,6 +84,10 @@ DEFAULT_MODELS = {
 DEFAULT_DEADLINE_MS = {"sim": 50.0, "cpu": 300.0, "cuda": 100.0}
 
 RATE_MODES = ("fixed", "auto", "peak", "closed")
+
+Front = Scheduler | Fleet
+"""What a load test drives: one scheduler, or a fleet of them (``--devices``)."""
+FrontSnapshot = SchedulerSnapshot | FleetSnapshot
 
 
 @dataclass(frozen=True)
@@ -224,19 +236,27 @@ def _workload(cfg: LoadtestConfig, backend: str) -> tuple[Workload, Trace | None
     return Workload.parse(models, cfg.deadline, default_deadline_ms=default_ms), None
 
 
-def _register(sched: Scheduler, backend: str, names: tuple[str, ...], max_batch: int) -> None:
+def _register(
+    front: Front,
+    backend: str,
+    names: tuple[str, ...],
+    max_batch: int,
+    replicas: int | None = None,
+) -> None:
+    # A fleet takes where each model starts; one scheduler has nowhere else to put it.
+    where: dict[str, Any] = {} if isinstance(front, Scheduler) else {"replicas": replicas}
     if backend == "sim":
         for name in names:
-            sched.register(name, max_batch_size=max_batch)
+            front.register(name, max_batch_size=max_batch, **where)
         return
     from ..models import torchvision_model
 
     for name in names:
         model, shape = torchvision_model(name)
-        sched.register(name, model, max_batch_size=max_batch, input_shape=shape)
+        front.register(name, model, max_batch_size=max_batch, input_shape=shape, **where)
 
 
-def _inputs(sched: Scheduler) -> dict[str, Any]:
+def _inputs(sched: Front) -> dict[str, Any]:
     out: dict[str, Any] = {}
     gen = torch.Generator().manual_seed(0)
     for spec in sched.models:
@@ -354,10 +374,15 @@ class LoadtestSession:
     runs do not overlap; its report's batch and predictor statistics cover
     only that run. Bad configs (unknown models, policy, ...) raise
     :class:`~aiosched.errors.InvalidConfig` (or a loadgen error) on entering.
+
+    With ``fleet`` the session drives a :class:`~aiosched.Fleet` of those
+    devices instead (:mod:`aiosched.loadgen.fleet_load`): each device gets the
+    config's lanes, policy and predictor, and each report a ``fleet`` section.
     """
 
-    def __init__(self, cfg: LoadtestConfig) -> None:
+    def __init__(self, cfg: LoadtestConfig, fleet: FleetOptions | None = None) -> None:
         self.cfg = cfg
+        self.fleet_options = fleet
         self.backend = resolve_backend(cfg.backend)
         self.workload, self.trace = _workload(cfg, self.backend)
         known = _known_models(self.backend)
@@ -371,30 +396,49 @@ class LoadtestSession:
             from ..models import require_zoo
 
             require_zoo(self.workload.names)
-        self._sched: Scheduler | None = None
+        self._front: Front | None = None
         self._inputs: dict[str, Any] = {}
         self.capacity_estimate_rps: float | None = None
         """:func:`capacity_estimate` once warmed up."""
 
     @property
-    def scheduler(self) -> Scheduler:
-        if self._sched is None:
+    def front(self) -> Front:
+        """What the load goes to: the scheduler, or the fleet."""
+        if self._front is None:
             raise RuntimeError("the session is not started: use 'async with'")
-        return self._sched
+        return self._front
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The scheduler of a session without a fleet."""
+        front = self.front
+        if not isinstance(front, Scheduler):
+            raise RuntimeError("this session drives a fleet: see .front")
+        return front
 
     async def __aenter__(self) -> Self:
         cfg = self.cfg
-        sched = Scheduler(self.backend, lanes=cfg.lanes, policy=cfg.policy, predictor=cfg.predictor)
-        await sched.__aenter__()
+        front: Front
+        if self.fleet_options is None:
+            front = Scheduler(
+                self.backend, lanes=cfg.lanes, policy=cfg.policy, predictor=cfg.predictor
+            )
+        else:
+            front = self.fleet_options.build(cfg)
+        await front.__aenter__()
         try:
-            _register(sched, self.backend, self.workload.names, cfg.max_batch_size)
-            await sched.ready()
-            self._inputs = _inputs(sched)
-            self.capacity_estimate_rps = capacity_estimate(sched, self.workload, cfg.lanes)
+            replicas = None if self.fleet_options is None else self.fleet_options.replicas
+            _register(front, self.backend, self.workload.names, cfg.max_batch_size, replicas)
+            await front.ready()
+            self._inputs = _inputs(front)
+            if isinstance(front, Scheduler):
+                self.capacity_estimate_rps = capacity_estimate(front, self.workload, cfg.lanes)
+            else:
+                self.capacity_estimate_rps = fleet_capacity(front, self.workload, cfg.lanes)
         except BaseException as exc:
-            await sched.__aexit__(type(exc), exc, exc.__traceback__)
+            await front.__aexit__(type(exc), exc, exc.__traceback__)
             raise
-        self._sched = sched
+        self._front = front
         return self
 
     async def __aexit__(
@@ -403,8 +447,8 @@ class LoadtestSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._sched is not None:
-            await self._sched.__aexit__(exc_type, exc, tb)
+        if self._front is not None:
+            await self._front.__aexit__(exc_type, exc, tb)
 
     def schedule(
         self, rate: float | None = None, duration: float | None = None, seed: int | None = None
@@ -429,13 +473,14 @@ class LoadtestSession:
         schedule: Schedule | ClosedLoop,
         *,
         config: Mapping[str, Any] | None = None,
-        on_start: Callable[[Scheduler, Schedule], None] | None = None,
-        on_progress: Callable[[Progress, SchedulerSnapshot], None] | None = None,
+        on_start: Callable[[Front, Schedule], None] | None = None,
+        on_progress: Callable[[Progress, FrontSnapshot], None] | None = None,
         progress_interval: float = 0.25,
         handle_sigint: bool = False,
         on_result: Callable[[LoadResult], None] | None = None,
         instrument: Callable[[Target], Target] | None = None,
         on_executions: Callable[[list[Execution]], None] | None = None,
+        on_device_executions: Callable[[list[list[Execution]]], None] | None = None,
     ) -> dict[str, Any]:
         """Drive ``schedule`` (or a closed loop) to the end (all resolved) and return its report.
 
@@ -446,23 +491,30 @@ class LoadtestSession:
         per-second :class:`~aiosched.loadgen.timeseries.TimeSeries`).
         ``instrument`` wraps the scheduler's ``infer`` (after ``on_start``), for
         an exporter that times the calls. ``on_executions`` gets the run's
-        finished executions (``aiosched loadtest --timeline``).
+        finished executions (``aiosched loadtest --timeline``; a fleet's, every
+        device's in start order); ``on_device_executions`` the same, one list per
+        device (each device numbers its executions and lanes itself). A fleet's
+        batches and predictor error cover every device; ``max_concurrency`` is
+        the most batches side by side on one device.
         """
-        sched = self.scheduler
+        front = self.front
+        scheds = front_schedulers(front)
+        clock = scheds[0].clock  # a fleet's devices share one clock (the fleet checks)
         gc.collect()  # the previous run's garbage is not this run's to collect
-        before = sched.snapshot()
-        last_id = _last_id(sched)
+        befores = [s.snapshot() for s in scheds]
+        fleet_before = front.snapshot() if isinstance(front, Fleet) else None
+        last_ids = [_last_id(s) for s in scheds]
 
         def progress(p: Progress) -> None:
             if on_progress is not None:
-                on_progress(p, sched.snapshot())
+                on_progress(p, front.snapshot())
 
         if on_start is not None:
             on_start(
-                sched,
+                front,
                 schedule.schedule(self.workload) if isinstance(schedule, ClosedLoop) else schedule,
             )
-        target = sched.infer if instrument is None else instrument(sched.infer)
+        target = front.infer if instrument is None else instrument(front.infer)
         driver: OpenLoopDriver | ClosedLoopDriver
         if isinstance(schedule, ClosedLoop):
             driver = ClosedLoopDriver(
@@ -470,7 +522,7 @@ class LoadtestSession:
                 self.workload,
                 schedule,
                 make_input=self._inputs.__getitem__,
-                clock=sched.clock,
+                clock=clock,
                 on_progress=progress if on_progress is not None else None,
                 progress_interval=progress_interval,
             )
@@ -479,34 +531,52 @@ class LoadtestSession:
                 target,
                 schedule,
                 make_input=self._inputs.__getitem__,
-                clock=sched.clock,
+                clock=clock,
                 on_progress=progress if on_progress is not None else None,
                 progress_interval=progress_interval,
             )
-        if handle_sigint:
-            with _sigint_stops(driver, asyncio.current_task()):
+        placements = None
+        if isinstance(front, Fleet):
+            placements = PlacementLog(front, clock.now(), PLACEMENT_POLL_S)
+            placements.start()
+        try:
+            if handle_sigint:
+                with _sigint_stops(driver, asyncio.current_task()):
+                    result = await driver.run()
+            else:
                 result = await driver.run()
-        else:
-            result = await driver.run()
+        finally:
+            if placements is not None:
+                await placements.stop()
         if on_result is not None:
             on_result(result)
-        after = sched.snapshot()
-        executions = _new_executions(sched, last_id)
+        afters = [s.snapshot() for s in scheds]
+        per_device = [_new_executions(s, last) for s, last in zip(scheds, last_ids, strict=True)]
+        executions = [e for device in per_device for e in device]
+        if len(per_device) > 1:
+            executions.sort(key=lambda e: e.start)
         if on_executions is not None:
             on_executions(executions)
+        if on_device_executions is not None:
+            on_device_executions(per_device)
         per_model: dict[str, dict[int, int]] = {}
         sizes: dict[int, int] = {}
-        for name, m in after.models.items():
-            old = before.models[name].batch_sizes if name in before.models else {}
-            diff = {b: n - old.get(b, 0) for b, n in m.batch_sizes.items() if n - old.get(b, 0)}
-            per_model[name] = diff
-            for b, n in diff.items():
-                sizes[b] = sizes.get(b, 0) + n
-        n_batches = sum(sizes.values())
-        if len(executions) >= n_batches:
-            concurrency = _max_concurrency(executions)
-        else:  # the history lost some of this run's executions
-            concurrency = after.max_concurrency
+        concurrency = 0
+        for before, after, device_executions in zip(befores, afters, per_device, strict=True):
+            device_batches = 0
+            for name, m in after.models.items():
+                old = before.models[name].batch_sizes if name in before.models else {}
+                diff = {b: n - old.get(b, 0) for b, n in m.batch_sizes.items() if n - old.get(b, 0)}
+                model_sizes = per_model.setdefault(name, {})
+                for b, n in diff.items():
+                    model_sizes[b] = model_sizes.get(b, 0) + n
+                    sizes[b] = sizes.get(b, 0) + n
+                    device_batches += n
+            # Concurrency is per device: batches side by side on one device's lanes.
+            if len(device_executions) >= device_batches:
+                concurrency = max(concurrency, _max_concurrency(device_executions))
+            else:  # the history lost some of this run's executions
+                concurrency = max(concurrency, after.max_concurrency)
         cfg = self.cfg
         report_config: dict[str, Any] = {
             **asdict(cfg),
@@ -526,16 +596,31 @@ class LoadtestSession:
             report_config["warmup"] = warmup_section(
                 driver.plan.warmup_s, driver.warmup_counts, scheduler_warmup=True
             )
+        if isinstance(front, Fleet):
+            assert self.fleet_options is not None
+            report_config.update(self.fleet_options.config(front))
         report_config.update(config or {})
-        return build_report(
+        report = build_report(
             result,
             config=report_config,
             batches=BatchStats.from_sizes(sizes, concurrency),
-            predictor=_predictor_stats(after.predictor, executions),
+            predictor=_predictor_stats(afters[0].predictor, executions),
             per_model_batches={
                 name: BatchStats.from_sizes(diff) for name, diff in per_model.items()
             },
         )
+        if isinstance(front, Fleet):
+            assert fleet_before is not None and placements is not None
+            report["fleet"] = fleet_section(
+                befores,
+                afters,
+                fleet_before,
+                front.snapshot(),
+                per_device,
+                report["duration_s"] or 0.0,
+                placements.entries,
+            )
+        return report
 
     async def measure_step(
         self, rate: float, duration: float, *, seed: int | None = None
@@ -586,8 +671,8 @@ class LoadtestSession:
 async def run_loadtest(
     cfg: LoadtestConfig,
     *,
-    on_start: Callable[[Scheduler, Schedule], None] | None = None,
-    on_progress: Callable[[Progress, SchedulerSnapshot], None] | None = None,
+    on_start: Callable[[Front, Schedule], None] | None = None,
+    on_progress: Callable[[Progress, FrontSnapshot], None] | None = None,
     on_peak: Callable[[PeakResult, float], None] | None = None,
     on_step: Callable[[PeakStep], None] | None = None,
     progress_interval: float = 0.25,
@@ -595,7 +680,9 @@ async def run_loadtest(
     on_result: Callable[[LoadResult], None] | None = None,
     instrument: Callable[[Target], Target] | None = None,
     on_executions: Callable[[list[Execution]], None] | None = None,
-) -> tuple[dict[str, Any], SchedulerSnapshot]:
+    fleet: FleetOptions | None = None,
+    on_device_executions: Callable[[list[list[Execution]]], None] | None = None,
+) -> tuple[dict[str, Any], FrontSnapshot]:
     """Run one load test; returns the report and the final snapshot (after closing).
 
     With ``rate_mode`` ``"auto"`` or ``"peak"`` (and no trace) a peak search
@@ -607,12 +694,15 @@ async def run_loadtest(
     :meth:`~aiosched.loadgen.peak.PeakResult.to_dict`), ``rate_fraction`` and
     ``rate_target`` (the rate asked for; ``rate`` is the offered one).
     ``on_result`` gets the measured run's :class:`~aiosched.loadgen.result.LoadResult`
-    (not the search's), ``on_executions`` its finished executions. A
+    (not the search's), ``on_executions`` its finished executions
+    (``on_device_executions``: one list per device). A
     ``warmup`` of S seconds runs first at the same rate and is not counted;
     ``config.warmup`` says what was left out (:mod:`aiosched.loadgen.warmup`).
-    With ``concurrency`` (mode ``"closed"``) the run is a closed loop.
+    With ``concurrency`` (mode ``"closed"``) the run is a closed loop. With
+    ``fleet`` the load goes to a :class:`~aiosched.Fleet` of those devices, and
+    the final snapshot is the fleet's.
     """
-    session = LoadtestSession(cfg)
+    session = LoadtestSession(cfg, fleet)
     async with session:
         extra: dict[str, Any] = {}
         mode = cfg.mode
@@ -663,5 +753,6 @@ async def run_loadtest(
             on_result=on_result,
             instrument=instrument,
             on_executions=on_executions,
+            on_device_executions=on_device_executions,
         )
-    return report, session.scheduler.snapshot()
+    return report, session.front.snapshot()

@@ -32,6 +32,7 @@ __all__ = [
     "TimelineError",
     "TimelineRow",
     "read_timeline",
+    "rows_from_devices",
     "rows_from_executions",
     "write_timeline",
 ]
@@ -74,6 +75,21 @@ def _round(x: float, digits: int = 6) -> float:
     return round(float(x), digits)
 
 
+def _as_row(e: Execution, t0: float, id: int, lane: int, beside: Iterable[int]) -> TimelineRow:
+    return TimelineRow(
+        id=id,
+        model=e.model,
+        lane=lane,
+        batch_size=e.batch_size,
+        start_s=_round(e.start - t0),
+        end_s=_round(e.end - t0),
+        latency_ms=_round(e.latency * 1000.0, 4),
+        predicted_ms=_round(e.predicted * 1000.0, 4) if math.isfinite(e.predicted) else None,
+        ok=e.ok,
+        beside=tuple(sorted(beside)),
+    )
+
+
 def rows_from_executions(executions: Iterable[Execution]) -> list[TimelineRow]:
     """The run's executions (warm-up runs left out) as rows, in start order."""
     runs = sorted((e for e in executions if not e.warmup), key=lambda e: (e.start, e.id))
@@ -81,20 +97,37 @@ def rows_from_executions(executions: Iterable[Execution]) -> list[TimelineRow]:
         return []
     t0 = runs[0].start
     ids = {e.id for e in runs}
+    return [_as_row(e, t0, e.id, e.lane, (p.id for p in e.overlaps if p.id in ids)) for e in runs]
+
+
+def rows_from_devices(
+    devices: Sequence[Iterable[Execution]], lanes: Sequence[int]
+) -> list[TimelineRow]:
+    """A fleet's executions (warm-up runs left out) as one timeline, in start order.
+
+    Device ``d``'s lane ``k`` is lane ``sum(lanes[:d]) + k``, so that one file
+    tells every device's lanes apart (and ``aiosched report`` draws each). Each
+    device numbers its executions itself: the ids are numbered again from 1 in
+    start order, and ``beside`` names those that ran beside on the same device.
+    """
+    offsets = [sum(lanes[:d]) for d in range(len(lanes))]
+    runs = sorted(
+        ((e.start, d, e.id, e) for d, execs in enumerate(devices) for e in execs if not e.warmup),
+        key=lambda run: run[:3],
+    )
+    if not runs:
+        return []
+    t0 = runs[0][0]
+    ids = {(d, i): n for n, (_, d, i, _) in enumerate(runs, 1)}
     return [
-        TimelineRow(
-            id=e.id,
-            model=e.model,
-            lane=e.lane,
-            batch_size=e.batch_size,
-            start_s=_round(e.start - t0),
-            end_s=_round(e.end - t0),
-            latency_ms=_round(e.latency * 1000.0, 4),
-            predicted_ms=_round(e.predicted * 1000.0, 4) if math.isfinite(e.predicted) else None,
-            ok=e.ok,
-            beside=tuple(sorted(p.id for p in e.overlaps if p.id in ids)),
+        _as_row(
+            e,
+            t0,
+            ids[(d, i)],
+            offsets[d] + e.lane,
+            (ids[(d, p.id)] for p in e.overlaps if (d, p.id) in ids),
         )
-        for e in runs
+        for _, d, i, e in runs
     ]
 
 
