@@ -34,7 +34,7 @@ from ..predict import Predictor, Profile
 from ..scheduler import DEFAULT_PREDICTOR, Scheduler
 from ..spec import ModelSpec, as_shape
 from ..telemetry.stats import LatencyHistogram
-from .config import check_rebalance, model_factory, policy_for_device
+from .config import check_rebalance, history_per_device, model_factory, policy_for_device
 from .devices import make_devices
 from .rebalance import ModelLoad, Move, plan
 from .routing import Placement
@@ -55,9 +55,12 @@ class Fleet:
     binds to one scheduler) and a predictor from ``predictor`` (a name, or a
     :class:`~aiosched.Predictor` whose fresh :meth:`~aiosched.Predictor.clone`
     each device gets, so that each learns its own device). ``best_effort``,
-    ``drain``, ``warmup_repeats``, ``keep_executions``, ``learn_gap``,
-    ``hang_factor``, ``hang_after`` and ``profile`` go to every scheduler as
-    they are.
+    ``drain``, ``warmup_repeats``, ``learn_gap``, ``hang_factor``,
+    ``hang_after`` and ``profile`` go to every scheduler as they are.
+    ``keep_executions`` is the fleet's total: each device keeps its share,
+    ``max(1_000, keep_executions // devices)`` (never more than the total),
+    so that 64 devices do not keep 64 times the history, and pay for it in
+    garbage collection (:func:`~aiosched.fleet.config.history_per_device`).
 
     Rebalancing runs every ``rebalance_every`` seconds of the fleet's clock
     (``None``: only when :meth:`rebalance` is called); ``grow_above``,
@@ -88,6 +91,7 @@ class Fleet:
         backends, labels = make_devices(devices, lanes)
         n = len(backends)
         check_rebalance(n, rebalance_every, grow_above, shrink_below, min_replicas)
+        keep_each = history_per_device(keep_executions, n)
         if isinstance(policy, Policy) or not (isinstance(policy, str) or callable(policy)):
             raise InvalidConfig(
                 f"policy must be a name or a function returning a fresh Policy (a policy "
@@ -105,7 +109,7 @@ class Fleet:
                 best_effort=best_effort,
                 drain=drain,
                 warmup_repeats=warmup_repeats,
-                keep_executions=keep_executions,
+                keep_executions=keep_each,
                 learn_gap=learn_gap,
                 hang_factor=hang_factor,
                 hang_after=hang_after,
@@ -564,13 +568,21 @@ class Fleet:
             ),
             models=MappingProxyType(
                 {
-                    name: model_totals(name, devices, self._latency[name], p.replicas)
+                    name: model_totals(
+                        name, devices, self._latency[name], self._queue_waits(p), p.replicas
+                    )
                     for name, p in self._placements.items()
                 }
             ),
             grown=self._grown,
             shrunk=self._shrunk,
         )
+
+    def _queue_waits(self, placement: Placement) -> list[LatencyHistogram]:
+        """Each host's live queue-wait histogram of the model: a snapshot has only its
+        summary, whose percentiles do not add up."""
+        name = placement.spec.name
+        return [self._scheds[d]._models[name].counters.queue_wait for d in sorted(placement.hosts)]
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "closing" if self._closing else "open"
