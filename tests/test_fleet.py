@@ -392,3 +392,18 @@ async def test_snapshot_queue_wait_adds_up_every_devices_buckets() -> None:
         for i, (bound, count) in enumerate(total.buckets):
             assert count == sum(w.buckets[i][1] for w in waits), bound
         assert total.p99 <= total.max and total.p50 > 0
+
+
+def test_plan_spreads_a_surge_too_big_for_any_device_over_the_cooler_ones() -> None:
+    # Six devices' worth on two replicas: no device has room for a third of it, but
+    # each added device leaves the replicas cooler, so it spreads over every idle one.
+    # The device busy with "b" would end hotter than "a"'s replicas: it is left alone;
+    # idle, it takes its part too.
+    kw: dict[str, Any] = {"grow_above": 0.8, "shrink_below": 0.4, "min_replicas": 1}
+    hot = ModelLoad((0, 1), [3.0, 3.0, 0, 0, 0, 0, 0, 0])
+    for b_load, devices in ((0.5, [3, 4, 5, 6, 7]), (0.0, [2, 3, 4, 5, 6, 7])):
+        load = [3.0, 3.0, b_load, 0, 0, 0, 0, 0]
+        b = ModelLoad((2,), [0, 0, b_load, 0, 0, 0, 0, 0])
+        moves = plan(load, {"a": hot, "b": b}, [True] * 8, **kw)
+        assert [m.device for m in moves if m.model == "a"] == devices
+        assert all(m.grow for m in moves if m.model == "a")
