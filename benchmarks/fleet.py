@@ -29,7 +29,7 @@ latency, mean batch, and two costs per request:
   the calls into :mod:`aiosched.fleet` (routing and its bookkeeping).
 
     python benchmarks/fleet.py [--devices 1,2,4,8,16,32,64] [--requests 40000]
-        [--repeat 3] [--profile-requests 10000] [--fraction 0.8]
+        [--repeat 5] [--profile-requests 10000] [--fraction 0.8]
         [--deadline-ms 50] [--seed 1] [--json PATH]
 
 MEASURED
@@ -89,8 +89,10 @@ def point(
     with ``profile``, the calls per request instead of the wall time."""
     rate = devices * fraction * PEAK_RPS
     workload = Workload.parse(MODEL, str(deadline_s * 1e3))
-    # 20 % more virtual time than the mean needs, then cut: the same count at every point.
-    long = workload.schedule("poisson", rate=rate, duration=requests / rate * 1.2, seed=seed)
+    # More virtual time than the mean needs, then cut: the same count at every point.
+    duration = requests / rate * 1.2
+    while len(long := workload.schedule("poisson", rate, duration, seed)) <= requests:
+        duration *= 1.5
     schedule = first(long, requests)
     times: dict[str, float] = {}
     profiler = cProfile.Profile() if profile else None
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--devices", default=",".join(map(str, DEVICES)))
     ap.add_argument("--requests", type=int, default=40_000, help="sent at every point")
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs per point")
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs per point")
     ap.add_argument(
         "--profile-requests",
         type=int,
