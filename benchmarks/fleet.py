@@ -35,10 +35,10 @@ latency, mean batch, and two costs per request:
 Measured on the 2-core development VM (``python benchmarks/fleet.py --json
 out.json`` under the machine lock, defaults: 40,000 requests per run, 5 timed
 runs and one profiled run of 10,000 requests per point). ``n``: devices;
-``met``: attainment;
-``batch``: mean batch; ``µs/req``: wall µs per request, the median of the 5
-runs (their range); ``x 1``: that median over 1 device's; ``calls/req``: all
-function calls per request; ``in fleet``: those into :mod:`aiosched.fleet`:
+``met``: attainment; ``batch``: mean batch; ``µs/req``: wall µs per request,
+the median of the 5 runs (their range); ``x 1``: that median over 1 device's;
+``calls/req``: all function calls per request; ``in fleet``: those into
+:mod:`aiosched.fleet`:
 
 | n | goodput/s | per device | met | p99 ms | batch | µs/req (range) | x 1 | calls/req | in fleet |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
