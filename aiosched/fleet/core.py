@@ -36,8 +36,8 @@ from ..spec import ModelSpec, as_shape
 from ..telemetry.stats import LatencyHistogram
 from .config import check_rebalance, history_per_device, model_factory, policy_for_device
 from .devices import make_devices
-from .rebalance import ModelLoad, Move, plan
-from .routing import Placement
+from .rebalance import Move, measure, plan
+from .routing import Placement, initial_devices
 from .snapshot import FleetSnapshot, model_totals
 
 __all__ = ["Fleet"]
@@ -261,7 +261,7 @@ class Fleet:
         )
         if name in self._placements:
             raise InvalidConfig(f"model {name!r} is already registered")
-        chosen = self._initial_devices(replicas, devices)
+        chosen = initial_devices(self._live, self._load, self._placements, replicas, devices)
         placement = Placement(spec, len(self._scheds), model_factory(model))
         try:
             for d in chosen:
@@ -276,35 +276,6 @@ class Fleet:
         if self._started:
             self._refresh()
         return spec
-
-    def _initial_devices(self, replicas: int | None, devices: Sequence[int] | None) -> list[int]:
-        n = len(self._scheds)
-        live = [d for d in range(n) if self._live[d]]
-        if devices is not None:
-            if replicas is not None:
-                raise InvalidConfig("give replicas= or devices=, not both")
-            chosen = list(devices) if isinstance(devices, Sequence) else None
-            if (
-                not chosen
-                or not all(type(d) is int and 0 <= d < n for d in chosen)
-                or len(set(chosen)) != len(chosen)
-            ):
-                raise InvalidConfig(
-                    f"devices must be distinct device indices in [0, {n}), got {devices!r}"
-                )
-            dead = [d for d in chosen if not self._live[d]]
-            if dead:
-                raise InvalidConfig(f"devices {dead} have failed: place the model elsewhere")
-            return chosen
-        if replicas is None:
-            return live
-        if type(replicas) is not int or not 1 <= replicas <= n:
-            raise InvalidConfig(f"replicas must be an int from 1 to {n}, got {replicas!r}")
-        hosted = [0] * n
-        for p in self._placements.values():
-            for d in p.replicas:
-                hosted[d] += 1
-        return sorted(live, key=lambda d: (self._load[d], hosted[d], d))[:replicas]
 
     def _host(self, placement: Placement, device: int) -> bool:
         """Register the model on ``device`` unless it is there; whether it already was."""
@@ -429,15 +400,7 @@ class Fleet:
         elapsed = now - self._last_rebalance
         self._last_rebalance = now
         self._refresh()
-        n = len(self._scheds)
-        load = [0.0] * n
-        models: dict[str, ModelLoad] = {}
-        for name, p in self._placements.items():
-            share = [w / elapsed for w in p.routed] if elapsed > 0 else [0.0] * n
-            p.routed = [0.0] * n
-            for d, w in enumerate(share):
-                load[d] += w
-            models[name] = ModelLoad((*p.replicas, *sorted(p.pending)), share)
+        load, models = measure(self._placements, len(self._scheds), elapsed)
         self._load = tuple(load)
         if elapsed <= 0:
             return []
@@ -514,14 +477,8 @@ class Fleet:
                 self._refresh_one(placement, device)
 
     def _refresh_one(self, placement: Placement, device: int) -> None:
-        """Ask the device's predictor again (it learns): a request's work there, and alone."""
-        if not self._started:
-            return
-        predictor = self._scheds[device].predictor
-        name, top = placement.spec.name, placement.spec.max_batch_size
-        now = self._clock_now()
-        placement.cost[device] = predictor.predict(name, top, (), now) / top
-        placement.solo[device] = predictor.predict(name, 1, (), now)
+        if self._started:
+            placement.refresh(device, self._scheds[device].predictor, self._clock_now())
 
     # -- introspection ----------------------------------------------------
 

@@ -35,7 +35,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["SPREAD_GAIN", "ModelLoad", "Move", "plan"]
+from .routing import Placement
+
+__all__ = ["SPREAD_GAIN", "ModelLoad", "Move", "measure", "plan"]
 
 SPREAD_GAIN = 0.1
 """In a surge, a device that ends hot is added only if it ends at least this fraction
@@ -57,6 +59,23 @@ class ModelLoad:
 
     replicas: tuple[int, ...]
     share: Sequence[float]  # indexed by device
+
+
+def measure(
+    placements: Mapping[str, Placement], devices: int, elapsed: float
+) -> tuple[list[float], dict[str, ModelLoad]]:
+    """Each of ``devices``' load, and each model's, from the work routed over the last
+    ``elapsed`` seconds; starts the next period's count. Zeros when no time passed."""
+    n = devices
+    load = [0.0] * n
+    models: dict[str, ModelLoad] = {}
+    for name, p in placements.items():
+        share = [w / elapsed for w in p.routed] if elapsed > 0 else [0.0] * n
+        p.routed = [0.0] * n
+        for d, w in enumerate(share):
+            load[d] += w
+        models[name] = ModelLoad((*p.replicas, *sorted(p.pending)), share)
+    return load, models
 
 
 def plan(
