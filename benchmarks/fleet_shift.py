@@ -82,9 +82,9 @@ Where adaptive wins, and where it does not:
 - Against every model on every device it loses, only in the second or so
   after a shift: a rebalance sees a tick (0.5 s) of the new load before it
   moves, and a new replica serves only once warmed up on its device (A: 93 %
-  against 100 % in its first phase; B: 77 % against 100 %, growing in two
-  ticks, 1 to 4 then 6 replicas). In the phases after, placed, it meets
-  everything, as everywhere does.
+  against 100 % in its first phase; B: 77 % against 100 %, serving on 4
+  replicas a second after the swap and on 6 a second later). In the phases
+  after, placed, it meets everything, as everywhere does.
 - It does not give devices back while they are busy: a replica is shrunk
   only when the devices left would stay under ``shrink_below`` (0.4) in
   total load, and with B hot every device is busier than that. So A keeps 7
