@@ -354,3 +354,56 @@ def test_each_device_gets_its_own_copy_of_a_torch_module() -> None:
     assert torch.equal(one.weight, module.weight)
     sim_model = flat_model()
     assert model_factory(sim_model)() is sim_model
+
+
+# -- history and statistics -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("devices", "keep", "each"),
+    [(1, 100_000, 100_000), (4, 100_000, 25_000), (64, 100_000, 1_562), (200, 100_000, 1_000)],
+)
+def test_keep_executions_is_the_fleets_total(devices: int, keep: int, each: int) -> None:
+    fleet = Fleet.sim(devices, keep_executions=keep)
+    assert {d.timeline.history.maxlen for d in fleet.devices} == {each}
+
+
+def test_keep_executions_below_the_floor_is_kept_as_asked_and_bad_ones_are_refused() -> None:
+    fleet = Fleet.sim(4, keep_executions=500)
+    assert {d.timeline.history.maxlen for d in fleet.devices} == {500}
+    for bad in (-1, 1.5, True, "many"):
+        with pytest.raises(aiosched.InvalidConfig, match="keep_executions"):
+            Fleet.sim(2, keep_executions=bad)
+
+
+@pytest.mark.sim
+async def test_snapshot_queue_wait_adds_up_every_devices_buckets() -> None:
+    async with Fleet.sim(3, lanes=1, models={"m": flat_model(0.010)}) as fleet:
+        fleet.register("m", max_batch_size=2, warmup=False)
+        outs = await asyncio.gather(*(fleet.infer("m", i, deadline=10.0) for i in range(30)))
+        assert outs == list(range(30))
+        snap = fleet.snapshot()
+        waits = [d.models["m"].queue_wait for d in snap.devices]
+        total = snap.models["m"].queue_wait
+        assert all(w.count for w in waits)  # every device ran some
+        assert total.count == sum(w.count for w in waits) == 30
+        assert total.total == pytest.approx(sum(w.total for w in waits))
+        assert total.max == max(w.max for w in waits)
+        for i, (bound, count) in enumerate(total.buckets):
+            assert count == sum(w.buckets[i][1] for w in waits), bound
+        assert total.p99 <= total.max and total.p50 > 0
+
+
+def test_plan_spreads_a_surge_too_big_for_any_device_over_the_cooler_ones() -> None:
+    # Six devices' worth on two replicas: no device has room for a third of it, but
+    # each added device leaves the replicas cooler, so it spreads over every idle one.
+    # The device busy with "b" would end hotter than "a"'s replicas: it is left alone;
+    # idle, it takes its part too.
+    kw: dict[str, Any] = {"grow_above": 0.8, "shrink_below": 0.4, "min_replicas": 1}
+    hot = ModelLoad((0, 1), [3.0, 3.0, 0, 0, 0, 0, 0, 0])
+    for b_load, devices in ((0.5, [3, 4, 5, 6, 7]), (0.0, [2, 3, 4, 5, 6, 7])):
+        load = [3.0, 3.0, b_load, 0, 0, 0, 0, 0]
+        b = ModelLoad((2,), [0, 0, b_load, 0, 0, 0, 0, 0])
+        moves = plan(load, {"a": hot, "b": b}, [True] * 8, **kw)
+        assert [m.device for m in moves if m.model == "a"] == devices
+        assert all(m.grow for m in moves if m.model == "a")

@@ -12,7 +12,11 @@ import torch
 from ..errors import InvalidConfig
 from ..policy import Policy
 
-__all__ = ["check_rebalance", "model_factory", "policy_for_device"]
+__all__ = ["check_rebalance", "history_per_device", "model_factory", "policy_for_device"]
+
+MIN_HISTORY = 1_000
+"""The fewest executions a device keeps (unless the fleet's total is smaller): enough
+trace for the predictor experiments to replay one device."""
 
 
 def policy_for_device(policy: str | Callable[[], Policy]) -> str | Policy:
@@ -23,6 +27,16 @@ def policy_for_device(policy: str | Callable[[], Policy]) -> str | Policy:
     if not isinstance(made, Policy):
         raise InvalidConfig(f"the policy function must return a Policy, got {made!r}")
     return made
+
+
+def history_per_device(keep_executions: int, devices: int) -> int:
+    """Each device's part of the fleet's ``keep_executions``: an even share, at least
+    :data:`MIN_HISTORY`, at most the total. The history's cost is the garbage collector's
+    walk over it, which grows with the heap: kept whole on each device, 64 devices would
+    hold 64 times what was asked for."""
+    if type(keep_executions) is not int or keep_executions < 0:
+        raise InvalidConfig(f"keep_executions must be an int >= 0, got {keep_executions!r}")
+    return min(keep_executions, max(MIN_HISTORY, keep_executions // devices))
 
 
 def model_factory(model: Any) -> Callable[[], Any]:

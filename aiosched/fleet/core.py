@@ -34,10 +34,10 @@ from ..predict import Predictor, Profile
 from ..scheduler import DEFAULT_PREDICTOR, Scheduler
 from ..spec import ModelSpec, as_shape
 from ..telemetry.stats import LatencyHistogram
-from .config import check_rebalance, model_factory, policy_for_device
+from .config import check_rebalance, history_per_device, model_factory, policy_for_device
 from .devices import make_devices
-from .rebalance import ModelLoad, Move, plan
-from .routing import Placement
+from .rebalance import Move, measure, plan
+from .routing import Placement, initial_devices
 from .snapshot import FleetSnapshot, model_totals
 
 __all__ = ["Fleet"]
@@ -55,9 +55,12 @@ class Fleet:
     binds to one scheduler) and a predictor from ``predictor`` (a name, or a
     :class:`~aiosched.Predictor` whose fresh :meth:`~aiosched.Predictor.clone`
     each device gets, so that each learns its own device). ``best_effort``,
-    ``drain``, ``warmup_repeats``, ``keep_executions``, ``learn_gap``,
-    ``hang_factor``, ``hang_after`` and ``profile`` go to every scheduler as
-    they are.
+    ``drain``, ``warmup_repeats``, ``learn_gap``, ``hang_factor``,
+    ``hang_after`` and ``profile`` go to every scheduler as they are.
+    ``keep_executions`` is the fleet's total: each device keeps its share,
+    ``max(1_000, keep_executions // devices)`` (never more than the total),
+    so that 64 devices do not keep 64 times the history, and pay for it in
+    garbage collection (:func:`~aiosched.fleet.config.history_per_device`).
 
     Rebalancing runs every ``rebalance_every`` seconds of the fleet's clock
     (``None``: only when :meth:`rebalance` is called); ``grow_above``,
@@ -88,6 +91,7 @@ class Fleet:
         backends, labels = make_devices(devices, lanes)
         n = len(backends)
         check_rebalance(n, rebalance_every, grow_above, shrink_below, min_replicas)
+        keep_each = history_per_device(keep_executions, n)
         if isinstance(policy, Policy) or not (isinstance(policy, str) or callable(policy)):
             raise InvalidConfig(
                 f"policy must be a name or a function returning a fresh Policy (a policy "
@@ -105,7 +109,7 @@ class Fleet:
                 best_effort=best_effort,
                 drain=drain,
                 warmup_repeats=warmup_repeats,
-                keep_executions=keep_executions,
+                keep_executions=keep_each,
                 learn_gap=learn_gap,
                 hang_factor=hang_factor,
                 hang_after=hang_after,
@@ -257,7 +261,7 @@ class Fleet:
         )
         if name in self._placements:
             raise InvalidConfig(f"model {name!r} is already registered")
-        chosen = self._initial_devices(replicas, devices)
+        chosen = initial_devices(self._live, self._load, self._placements, replicas, devices)
         placement = Placement(spec, len(self._scheds), model_factory(model))
         try:
             for d in chosen:
@@ -272,35 +276,6 @@ class Fleet:
         if self._started:
             self._refresh()
         return spec
-
-    def _initial_devices(self, replicas: int | None, devices: Sequence[int] | None) -> list[int]:
-        n = len(self._scheds)
-        live = [d for d in range(n) if self._live[d]]
-        if devices is not None:
-            if replicas is not None:
-                raise InvalidConfig("give replicas= or devices=, not both")
-            chosen = list(devices) if isinstance(devices, Sequence) else None
-            if (
-                not chosen
-                or not all(type(d) is int and 0 <= d < n for d in chosen)
-                or len(set(chosen)) != len(chosen)
-            ):
-                raise InvalidConfig(
-                    f"devices must be distinct device indices in [0, {n}), got {devices!r}"
-                )
-            dead = [d for d in chosen if not self._live[d]]
-            if dead:
-                raise InvalidConfig(f"devices {dead} have failed: place the model elsewhere")
-            return chosen
-        if replicas is None:
-            return live
-        if type(replicas) is not int or not 1 <= replicas <= n:
-            raise InvalidConfig(f"replicas must be an int from 1 to {n}, got {replicas!r}")
-        hosted = [0] * n
-        for p in self._placements.values():
-            for d in p.replicas:
-                hosted[d] += 1
-        return sorted(live, key=lambda d: (self._load[d], hosted[d], d))[:replicas]
 
     def _host(self, placement: Placement, device: int) -> bool:
         """Register the model on ``device`` unless it is there; whether it already was."""
@@ -425,15 +400,7 @@ class Fleet:
         elapsed = now - self._last_rebalance
         self._last_rebalance = now
         self._refresh()
-        n = len(self._scheds)
-        load = [0.0] * n
-        models: dict[str, ModelLoad] = {}
-        for name, p in self._placements.items():
-            share = [w / elapsed for w in p.routed] if elapsed > 0 else [0.0] * n
-            p.routed = [0.0] * n
-            for d, w in enumerate(share):
-                load[d] += w
-            models[name] = ModelLoad((*p.replicas, *sorted(p.pending)), share)
+        load, models = measure(self._placements, len(self._scheds), elapsed)
         self._load = tuple(load)
         if elapsed <= 0:
             return []
@@ -510,14 +477,8 @@ class Fleet:
                 self._refresh_one(placement, device)
 
     def _refresh_one(self, placement: Placement, device: int) -> None:
-        """Ask the device's predictor again (it learns): a request's work there, and alone."""
-        if not self._started:
-            return
-        predictor = self._scheds[device].predictor
-        name, top = placement.spec.name, placement.spec.max_batch_size
-        now = self._clock_now()
-        placement.cost[device] = predictor.predict(name, top, (), now) / top
-        placement.solo[device] = predictor.predict(name, 1, (), now)
+        if self._started:
+            placement.refresh(device, self._scheds[device].predictor, self._clock_now())
 
     # -- introspection ----------------------------------------------------
 
@@ -564,13 +525,21 @@ class Fleet:
             ),
             models=MappingProxyType(
                 {
-                    name: model_totals(name, devices, self._latency[name], p.replicas)
+                    name: model_totals(
+                        name, devices, self._latency[name], self._queue_waits(p), p.replicas
+                    )
                     for name, p in self._placements.items()
                 }
             ),
             grown=self._grown,
             shrunk=self._shrunk,
         )
+
+    def _queue_waits(self, placement: Placement) -> list[LatencyHistogram]:
+        """Each host's live queue-wait histogram of the model: a snapshot has only its
+        summary, whose percentiles do not add up."""
+        name = placement.spec.name
+        return [self._scheds[d]._models[name].counters.queue_wait for d in sorted(placement.hosts)]
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "closing" if self._closing else "open"

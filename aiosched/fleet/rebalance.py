@@ -8,9 +8,14 @@ little past it). :func:`plan` turns those loads into moves:
 
 - **Grow** a model whose replicas run hot (their mean load above
   ``grow_above``): add replicas on the least-loaded live devices that do not
-  have it, as long as each has room, until the replicas' mean load is
-  projected to come down to the midpoint of the two thresholds. Several at
-  once, since a surge should not wait a tick per device.
+  have it, until the replicas' mean load is projected to come down to the
+  midpoint of the two thresholds. Several at once, since a surge should not
+  wait a tick per device. A device is added while its part leaves it under
+  ``grow_above`` (it has room), or, in a surge too big for that (a model
+  offered six devices' worth on two), while it leaves it at least
+  :data:`SPREAD_GAIN` cooler than the replicas are: an overload spread over
+  more devices is a smaller one, but a device already busy with other models
+  does not take heat to save a model only a little hotter than itself.
 - **Shrink** a model spread wider than it needs: take it off its busiest
   replica if every other replica would stay under ``shrink_below`` with that
   replica's share of the model spread over them. One per model per tick:
@@ -30,7 +35,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ModelLoad", "Move", "plan"]
+from .routing import Placement
+
+__all__ = ["SPREAD_GAIN", "ModelLoad", "Move", "measure", "plan"]
+
+SPREAD_GAIN = 0.1
+"""In a surge, a device that ends hot is added only if it ends at least this fraction
+below the mean load of the model's replicas before it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +59,23 @@ class ModelLoad:
 
     replicas: tuple[int, ...]
     share: Sequence[float]  # indexed by device
+
+
+def measure(
+    placements: Mapping[str, Placement], devices: int, elapsed: float
+) -> tuple[list[float], dict[str, ModelLoad]]:
+    """Each of ``devices``' load, and each model's, from the work routed over the last
+    ``elapsed`` seconds; starts the next period's count. Zeros when no time passed."""
+    n = devices
+    load = [0.0] * n
+    models: dict[str, ModelLoad] = {}
+    for name, p in placements.items():
+        share = [w / elapsed for w in p.routed] if elapsed > 0 else [0.0] * n
+        p.routed = [0.0] * n
+        for d, w in enumerate(share):
+            load[d] += w
+        models[name] = ModelLoad((*p.replicas, *sorted(p.pending)), share)
+    return load, models
 
 
 def plan(
@@ -100,7 +128,8 @@ def _grow(
             return moves
         device = min(candidates, key=lambda d: (projected[d], d))
         each = total / (len(replicas) + 1)
-        if projected[device] + each >= grow_above:
+        mean = sum(projected[d] for d in replicas) / len(replicas)
+        if projected[device] + each >= max(grow_above, mean * (1 - SPREAD_GAIN)):
             return moves  # no device has room for its part: adding would only move the heat
         for d in replicas:
             projected[d] += each - share[d]

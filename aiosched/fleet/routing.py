@@ -1,5 +1,9 @@
 """Where a model runs, and which of its devices a request goes to.
 
+A model being registered starts on the devices given, or on the
+least-loaded live ones (:func:`initial_devices`); rebalancing moves it from
+there (:mod:`.rebalance`).
+
 A model's :class:`Placement` knows the devices that host it (it is registered
 there) and, among them, its *replicas*: the devices new requests are routed
 to. A host that is not a replica is dormant (it was shrunk away, and drains
@@ -23,12 +27,14 @@ over the replicas: O(replicas) per request, no allocation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..errors import InvalidConfig
+from ..predict import Predictor
 from ..spec import ModelSpec
 
-__all__ = ["Placement"]
+__all__ = ["Placement", "initial_devices"]
 
 
 class Placement:
@@ -65,6 +71,12 @@ class Placement:
                 least = d
         return least
 
+    def refresh(self, device: int, predictor: Predictor, now: float) -> None:
+        """Ask ``device``'s predictor again (it learns): a request's work there, and alone."""
+        name, top = self.spec.name, self.spec.max_batch_size
+        self.cost[device] = predictor.predict(name, top, (), now) / top
+        self.solo[device] = predictor.predict(name, 1, (), now)
+
     def add(self, device: int) -> None:
         """Route to ``device`` from now on."""
         self.pending.discard(device)
@@ -76,3 +88,42 @@ class Placement:
         self.pending.discard(device)
         if device in self.replicas:
             self.replicas.remove(device)
+
+
+def initial_devices(
+    live: Sequence[bool],
+    load: Sequence[float],
+    placements: Mapping[str, Placement],
+    replicas: int | None,
+    devices: Sequence[int] | None,
+) -> list[int]:
+    """Where a model being registered starts: the ``devices`` given (checked), or the
+    ``replicas`` least-loaded live devices (the fewest replicas of other models breaking
+    ties), or every live device."""
+    n = len(live)
+    up = [d for d in range(n) if live[d]]
+    if devices is not None:
+        if replicas is not None:
+            raise InvalidConfig("give replicas= or devices=, not both")
+        chosen = list(devices) if isinstance(devices, Sequence) else None
+        if (
+            not chosen
+            or not all(type(d) is int and 0 <= d < n for d in chosen)
+            or len(set(chosen)) != len(chosen)
+        ):
+            raise InvalidConfig(
+                f"devices must be distinct device indices in [0, {n}), got {devices!r}"
+            )
+        dead = [d for d in chosen if not live[d]]
+        if dead:
+            raise InvalidConfig(f"devices {dead} have failed: place the model elsewhere")
+        return chosen
+    if replicas is None:
+        return up
+    if type(replicas) is not int or not 1 <= replicas <= n:
+        raise InvalidConfig(f"replicas must be an int from 1 to {n}, got {replicas!r}")
+    hosted = [0] * n
+    for p in placements.values():
+        for d in p.replicas:
+            hosted[d] += 1
+    return sorted(up, key=lambda d: (load[d], hosted[d], d))[:replicas]

@@ -1,9 +1,12 @@
 """An immutable copy of a fleet's statistics: each device's snapshot, and the totals.
 
-The totals add each model's counters over the devices that host it. Its
-latency percentiles cannot be added from the devices' (a percentile of
-percentiles is not one), so the fleet keeps one latency histogram per model
-of its own, recorded as each request returns its result.
+The totals add each model's counters over the devices that host it.
+Percentiles cannot be added from the devices' summaries (a percentile of
+percentiles is not one), so histograms are added instead: the queue wait is
+the sum of each device's buckets (:meth:`LatencyHistogram.merge
+<aiosched.telemetry.stats.LatencyHistogram.merge>`), and the latency is the
+fleet's own histogram, recorded as each request returns its result (it
+includes the fleet's routing, which no device sees).
 """
 
 from __future__ import annotations
@@ -94,10 +97,14 @@ def model_totals(
     name: str,
     devices: Sequence[SchedulerSnapshot],
     latency: LatencyHistogram,
+    queue_waits: Sequence[LatencyHistogram],
     replicas: Sequence[int],
 ) -> ModelSnapshot:
-    """``name``'s counters added over ``devices``; warm when each of its replicas is."""
+    """``name``'s counters added over ``devices``, its queue waits over ``queue_waits``
+    (each hosting device's histogram); warm when each of its replicas is."""
     counters = ModelCounters()
+    for wait in queue_waits:
+        counters.queue_wait.merge(wait)
     sizes: Counter[int] = Counter()
     queued = running = 0
     for snap in devices:

@@ -109,6 +109,9 @@ class LatencyHistogram:
         return out
 
     def merge(self, other: LatencyHistogram) -> None:
+        """Add ``other``'s values to these (its buckets, count, total and max): the
+        histogram of both sets of values, as if recorded here, with the same ~1 %
+        percentiles. Summaries cannot be added this way; buckets can."""
         for idx, n in other._buckets.items():
             self._buckets[idx] = self._buckets.get(idx, 0) + n
         self.count += other.count
