@@ -213,6 +213,88 @@ def test_removing_a_replica_drains_it_in_order_and_routes_elsewhere() -> None:
     simtime.run(main())
 
 
+# Rebalancing is left to the tests: thresholds that never grow and never shrink.
+BY_HAND: dict[str, Any] = {"rebalance_every": None, "grow_above": 100.0, "shrink_below": 0.0}
+
+
+def test_a_dormant_host_is_released_once_drained_and_its_counts_stay() -> None:
+    # Device 1 is removed with requests queued; at the first rebalance 50 ms after, the
+    # fleet unregisters the model there, which first finishes them. The device forgets
+    # the model; the fleet's totals keep what it counted; adding it back registers anew.
+    async def main() -> None:
+        async with Fleet([device(0.010), device(0.013)], release_after=0.05, **BY_HAND) as fleet:
+            fleet.register("m", max_batch_size=1, warmup=False)
+            first = [asyncio.create_task(fleet.infer("m", i, deadline=10.0)) for i in range(10)]
+            await asyncio.sleep(0)
+            queued_on_one = submitted(fleet)[1]
+            assert queued_on_one > 1
+            fleet.remove_replica("m", 1)
+            await asyncio.sleep(0.02)
+            fleet.rebalance()  # dormant 20 ms: kept
+            assert "m" in fleet.devices[1].snapshot().models
+            await asyncio.sleep(0.04)
+            assert fleet.devices[1].snapshot().models["m"].pending > 0  # still draining
+            fleet.rebalance()  # dormant 60 ms: released, once drained
+            await asyncio.sleep(0)  # the release's task asks the device
+            with pytest.raises(aiosched.UnknownModel):
+                await fleet.devices[1].infer("m", 0, deadline=1.0)  # leaving: no new requests
+            assert fleet.snapshot().models["m"].submitted == 10  # exact while it leaves
+            assert await asyncio.gather(*first) == list(range(10))
+            await asyncio.sleep(0)
+            snap = fleet.snapshot()
+            assert "m" not in snap.devices[1].models and snap.released == 1
+            total = snap.models["m"]
+            assert total.submitted == total.completed == 10
+            add_up(snap)
+            fleet.add_replica("m", 1)  # registered afresh: a replica once it is ready
+            assert fleet.placement("m") == (0,)
+            await fleet.ready()
+            await asyncio.sleep(0)
+            assert fleet.placement("m") == (0, 1)
+            await asyncio.gather(*(fleet.infer("m", i, deadline=10.0) for i in range(10)))
+            snap = fleet.snapshot()
+            assert snap.devices[1].models["m"].submitted > 0  # serving there again
+            assert snap.models["m"].submitted == snap.models["m"].completed == 20
+            add_up(snap)
+
+    simtime.run(main())
+
+
+def test_a_grow_onto_a_host_being_released_waits_for_the_release() -> None:
+    async def main() -> None:
+        async with Fleet([device(0.010), device(0.013)], release_after=0.0, **BY_HAND) as fleet:
+            fleet.register("m", max_batch_size=1, warmup=False)
+            calls = [asyncio.create_task(fleet.infer("m", i, deadline=10.0)) for i in range(10)]
+            await asyncio.sleep(0)
+            fleet.remove_replica("m", 1)
+            fleet.rebalance()  # release starts; device 1 drains its share
+            fleet.add_replica("m", 1)  # cannot register there until the release is done
+            assert fleet.placement("m") == (0,)
+            assert await asyncio.gather(*calls) == list(range(10))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert fleet.placement("m") == (0, 1)
+            snap = fleet.snapshot()
+            assert snap.released == 1 and snap.devices[1].models["m"].submitted == 0
+            assert snap.models["m"].submitted == snap.models["m"].completed == 10
+
+    simtime.run(main())
+
+
+def test_without_release_after_a_dormant_host_keeps_the_model() -> None:
+    async def main() -> None:
+        async with Fleet([device(0.010), device(0.013)], **BY_HAND) as fleet:
+            fleet.register("m", max_batch_size=1, warmup=False)
+            fleet.remove_replica("m", 1)
+            await asyncio.sleep(10.0)
+            fleet.rebalance()
+            assert "m" in fleet.devices[1].snapshot().models and fleet.snapshot().released == 0
+            fleet.add_replica("m", 1)
+            assert fleet.placement("m") == (0, 1)  # at once: it was warm there
+
+    simtime.run(main())
+
+
 def test_rebalance_grows_a_hot_model_and_shrinks_it_when_idle() -> None:
     # One replica of four, offered about two devices' worth: it grows onto idle devices,
     # every request resolves once, and after the load stops it shrinks back to one.
@@ -290,6 +372,9 @@ def test_plan_shrinks_only_below_the_low_threshold_one_at_a_time() -> None:
         (["sim"], {"policy": lambda: "edf"}),
         (["sim"], {"policy": "lifo"}),
         (["sim"], {"predictor": 3}),
+        (["sim"], {"release_after": -1.0}),
+        (["sim"], {"release_after": float("inf")}),
+        (["sim"], {"release_after": "10"}),
     ],
 )
 def test_bad_fleet_config_raises_invalid_config(devices: Any, options: dict[str, Any]) -> None:

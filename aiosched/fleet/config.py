@@ -12,7 +12,13 @@ import torch
 from ..errors import InvalidConfig
 from ..policy import Policy
 
-__all__ = ["check_rebalance", "history_per_device", "model_factory", "policy_for_device"]
+__all__ = [
+    "check_release_after",
+    "check_rebalance",
+    "history_per_device",
+    "model_factory",
+    "policy_for_device",
+]
 
 MIN_HISTORY = 1_000
 """The fewest executions a device keeps (unless the fleet's total is smaller): enough
@@ -73,3 +79,14 @@ def check_rebalance(
         raise InvalidConfig(
             f"min_replicas must be an int from 1 to the {devices} devices, got {min_replicas!r}"
         )
+
+
+def check_release_after(value: float | None) -> float | None:
+    """``release_after`` as a float (``None`` stays), or InvalidConfig."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidConfig(f"release_after must be a number of seconds or None, got {value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise InvalidConfig(f"release_after must be finite and >= 0 seconds, got {value!r}")
+    return float(value)

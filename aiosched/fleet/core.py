@@ -7,6 +7,15 @@ resolves exactly as a single scheduler's would. Around the call the fleet
 keeps its *backlog* of that device (the predicted work of the requests it
 has there and that have not returned), the only state routing needs.
 
+A host that stopped being a replica (shrunk away, or removed by hand) is
+*dormant*: registered, warm, draining what it holds, and back at once if the
+model grows onto it again. With ``release_after=S`` the fleet unregisters the
+model from a host dormant for S seconds (at a rebalance:
+:meth:`Scheduler.unregister <aiosched.Scheduler.unregister>`, which lets it
+finish what it holds first), so that the device frees the model's memory; a
+later grow there registers it again and waits for its warm-up. The model's
+totals keep what every host it left counted.
+
 A device whose lanes have all failed answers with
 :class:`~aiosched.errors.LaneFailed`; the fleet then stops routing to it,
 and a model left without a replica is placed on the least-loaded live device.
@@ -33,8 +42,14 @@ from ..policy import Policy
 from ..predict import Predictor, Profile
 from ..scheduler import DEFAULT_PREDICTOR, Scheduler
 from ..spec import ModelSpec, as_shape
-from ..telemetry.stats import LatencyHistogram
-from .config import check_rebalance, history_per_device, model_factory, policy_for_device
+from ..telemetry.stats import LatencyHistogram, ModelCounters
+from .config import (
+    check_rebalance,
+    check_release_after,
+    history_per_device,
+    model_factory,
+    policy_for_device,
+)
 from .devices import make_devices
 from .rebalance import Move, measure, plan
 from .routing import Placement, initial_devices
@@ -65,7 +80,10 @@ class Fleet:
     Rebalancing runs every ``rebalance_every`` seconds of the fleet's clock
     (``None``: only when :meth:`rebalance` is called); ``grow_above``,
     ``shrink_below`` and ``min_replicas`` are its thresholds
-    (:mod:`aiosched.fleet.rebalance`).
+    (:mod:`aiosched.fleet.rebalance`). ``release_after`` (seconds, default
+    ``None``: never) unregisters a model from a host that has been dormant
+    that long (see the module doc): it trades a warm-up when the load comes
+    back for the device memory the model holds.
     """
 
     def __init__(
@@ -81,6 +99,7 @@ class Fleet:
         grow_above: float = 0.8,
         shrink_below: float = 0.4,
         min_replicas: int = 1,
+        release_after: float | None = None,
         warmup_repeats: int = 2,
         keep_executions: int = 100_000,
         learn_gap: float = 1e-3,
@@ -92,6 +111,7 @@ class Fleet:
         n = len(backends)
         check_rebalance(n, rebalance_every, grow_above, shrink_below, min_replicas)
         keep_each = history_per_device(keep_executions, n)
+        self._release_after = check_release_after(release_after)
         if isinstance(policy, Policy) or not (isinstance(policy, str) or callable(policy)):
             raise InvalidConfig(
                 f"policy must be a name or a function returning a fresh Policy (a policy "
@@ -128,7 +148,7 @@ class Fleet:
         self._outstanding = [0] * n  # requests routed there that have not returned
         self._live = [True] * n
         self._load = (0.0,) * n
-        self._grown = self._shrunk = 0
+        self._grown = self._shrunk = self._released = 0
         self._last_rebalance = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -214,11 +234,15 @@ class Fleet:
 
     async def _shutdown(self, drain: bool | None, timeout: float | None) -> None:
         try:
+            # A release's unregistration goes on in its device, which resolves it on closing.
             background = [t for t in (self._task, *self._warming) if t is not None]
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await asyncio.gather(*(s.aclose(drain=drain, timeout=timeout) for s in self._scheds))
+            # Each release ends with its device's close: keep what those hosts counted.
+            releases = [t for p in self._placements.values() for t in p.releasing.values()]
+            await asyncio.gather(*releases, return_exceptions=True)
         finally:
             self._closed = True
 
@@ -269,7 +293,7 @@ class Fleet:
                 placement.add(d)
         finally:
             # A device that refuses it (it does not fit, say) raises here; the devices that
-            # took it before keep it (a scheduler cannot unregister), and serve it.
+            # took it before keep it, and serve it.
             if placement.hosts:
                 self._placements[name] = placement
                 self._latency[name] = LatencyHistogram()
@@ -293,6 +317,7 @@ class Fleet:
             warmup=spec.warmup,
         )
         placement.hosts.add(device)
+        placement.counters[device] = _counters(self._scheds[device], spec.name)
         return False
 
     async def ready(self) -> None:
@@ -356,8 +381,9 @@ class Fleet:
             return
         self._live[device] = False
         log.warning("aiosched fleet: device %s lost every lane", self._labels[device])
+        now = self._clock_now()
         for placement in self._placements.values():
-            placement.remove(device)
+            placement.remove(device, now)
             if placement.replicas or self._closing:
                 continue
             if placement.pending:
@@ -370,7 +396,11 @@ class Fleet:
         live = [d for d in range(len(self._scheds)) if self._live[d]]
         if not live:
             return
-        device = min(live, key=lambda d: (self._backlog[d], d))
+        ready = [d for d in live if d not in placement.releasing] or live
+        device = min(ready, key=lambda d: (self._backlog[d], d))
+        if device in placement.releasing:
+            self._grow(placement, device)  # every live one is letting it go: back after that
+            return
         self._host(placement, device)
         placement.add(device)  # even cold: its requests wait for the warm-up there
         self._refresh_one(placement, device)
@@ -403,6 +433,7 @@ class Fleet:
         load, models = measure(self._placements, len(self._scheds), elapsed)
         self._load = tuple(load)
         if elapsed <= 0:
+            self._release_dormant(now)
             return []
         moves = plan(
             load,
@@ -419,11 +450,12 @@ class Fleet:
                 self._grow(placement, move.device)
                 self._grown += 1
             elif placement.replicas != [move.device]:  # never the last serving replica
-                placement.remove(move.device)
+                placement.remove(move.device, now)
                 self._shrunk += 1
             else:
                 continue
             done.append(move)
+        self._release_dormant(now)
         return done
 
     def add_replica(self, model: str, device: int) -> None:
@@ -447,29 +479,61 @@ class Fleet:
     def remove_replica(self, model: str, device: int) -> None:
         """Route no new request of ``model`` to ``device``; it finishes what it holds.
 
-        The model stays registered there (dormant): adding it back is instant.
-        Removing the last replica raises :class:`InvalidConfig`.
+        The model stays registered there (dormant): adding it back is instant,
+        until ``release_after`` lets it go. Removing the last replica raises
+        :class:`InvalidConfig`.
         """
         placement = self._placement(model)
         if device in placement.replicas and len(placement.replicas) == 1:
             raise InvalidConfig(f"{model}: device {device} is its last replica")
-        placement.remove(device)
+        placement.remove(device, self._clock_now() if self._started else 0.0)
 
     def _grow(self, placement: Placement, device: int) -> None:
-        if self._host(placement, device):
+        released = placement.releasing.get(device)
+        if released is None and self._host(placement, device):
             placement.add(device)  # registered there before: warm, or warming already
             return
         placement.pending.add(device)
-        task = asyncio.get_running_loop().create_task(self._activate(placement, device))
+        task = asyncio.get_running_loop().create_task(self._activate(placement, device, released))
         self._warming.add(task)
         task.add_done_callback(self._warming.discard)
 
-    async def _activate(self, placement: Placement, device: int) -> None:
-        """Route to a new replica once its warm-up has taught its predictor the model."""
+    async def _activate(
+        self, placement: Placement, device: int, released: asyncio.Task[None] | None
+    ) -> None:
+        """Route to a new replica once its warm-up has taught its predictor the model
+        (after the release under way there, if any: then it registers afresh)."""
+        if released is not None:
+            await asyncio.shield(released)
+            if device not in placement.pending or not self._live[device] or self._closing:
+                return
+            self._host(placement, device)
         await self._scheds[device].ready()
         if device in placement.pending and self._live[device] and not self._closing:
             self._refresh_one(placement, device)
             placement.add(device)
+
+    def _release_dormant(self, now: float) -> None:
+        """Unregister each model from the live hosts dormant for ``release_after``."""
+        after = self._release_after
+        if after is None:
+            return
+        loop = asyncio.get_running_loop()
+        for placement in self._placements.values():
+            for device, since in list(placement.dormant.items()):
+                if now - since >= after and self._live[device]:
+                    del placement.dormant[device]
+                    task = loop.create_task(self._release(placement, device))
+                    placement.releasing[device] = task
+
+    async def _release(self, placement: Placement, device: int) -> None:
+        try:
+            await self._scheds[device].unregister(placement.spec.name)  # drains it first
+        except SchedulerClosed:
+            placement.releasing.pop(device, None)  # closing: it stays, and closes there
+            return
+        placement.retire(device)
+        self._released += 1
 
     def _refresh(self) -> None:
         for placement in self._placements.values():
@@ -526,24 +590,29 @@ class Fleet:
             models=MappingProxyType(
                 {
                     name: model_totals(
-                        name, devices, self._latency[name], self._queue_waits(p), p.replicas
+                        name,
+                        [*p.counters.values(), p.retired],
+                        self._latency[name],
+                        devices,
+                        p.replicas,
                     )
                     for name, p in self._placements.items()
                 }
             ),
             grown=self._grown,
             shrunk=self._shrunk,
+            released=self._released,
         )
-
-    def _queue_waits(self, placement: Placement) -> list[LatencyHistogram]:
-        """Each host's live queue-wait histogram of the model: a snapshot has only its
-        summary, whose percentiles do not add up."""
-        name = placement.spec.name
-        return [self._scheds[d]._models[name].counters.queue_wait for d in sorted(placement.hosts)]
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "closing" if self._closing else "open"
         return f"<Fleet {state} devices={len(self._scheds)} models={len(self._placements)}>"
+
+
+def _counters(sched: Scheduler, name: str) -> ModelCounters:
+    """The live counters of ``name`` on ``sched``: a snapshot copies only their summaries,
+    whose percentiles do not add up across devices (buckets do)."""
+    return sched._models[name].counters
 
 
 def _not_started() -> float:

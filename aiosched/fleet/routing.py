@@ -7,7 +7,8 @@ there (:mod:`.rebalance`).
 A model's :class:`Placement` knows the devices that host it (it is registered
 there) and, among them, its *replicas*: the devices new requests are routed
 to. A host that is not a replica is dormant (it was shrunk away, and drains
-what it had) or pending (still warming up). Per device the placement keeps
+what it had; with ``release_after`` the fleet unregisters it there after a
+while, see :mod:`.core`) or pending (still warming up). Per device the placement keeps
 two predictions, refreshed from that device's own predictor at each
 rebalance rather than asked per request:
 
@@ -27,12 +28,15 @@ over the replicas: O(replicas) per request, no allocation.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidConfig
 from ..predict import Predictor
 from ..spec import ModelSpec
+from ..telemetry.stats import ModelCounters
+from .snapshot import add_counters
 
 __all__ = ["Placement", "initial_devices"]
 
@@ -40,7 +44,20 @@ __all__ = ["Placement", "initial_devices"]
 class Placement:
     """One model's devices: hosts, replicas, per-device predictions and routed work."""
 
-    __slots__ = ("cost", "factory", "hosts", "pending", "replicas", "routed", "solo", "spec")
+    __slots__ = (
+        "cost",
+        "counters",
+        "dormant",
+        "factory",
+        "hosts",
+        "pending",
+        "releasing",
+        "replicas",
+        "retired",
+        "routed",
+        "solo",
+        "spec",
+    )
 
     def __init__(self, spec: ModelSpec, devices: int, factory: Callable[[], Any]) -> None:
         self.spec = spec
@@ -51,6 +68,12 @@ class Placement:
         self.cost = [0.0] * devices
         self.solo = [0.0] * devices
         self.routed = [0.0] * devices  # work routed to each device since the last rebalance
+        # Each host's own counters (the live object, so that totals are exact at any
+        # instant, a release under way included), and those of the hosts released.
+        self.counters: dict[int, ModelCounters] = {}
+        self.retired = ModelCounters()
+        self.dormant: dict[int, float] = {}  # host -> when it stopped being a replica
+        self.releasing: dict[int, asyncio.Task[None]] = {}  # hosts being unregistered
 
     def route(self, backlog: Sequence[float], budget: float) -> int:
         """The replica for a request with ``budget`` seconds left (see the module doc)."""
@@ -80,14 +103,26 @@ class Placement:
     def add(self, device: int) -> None:
         """Route to ``device`` from now on."""
         self.pending.discard(device)
+        self.dormant.pop(device, None)
         if device not in self.replicas:
             self.replicas.append(device)
 
-    def remove(self, device: int) -> None:
+    def remove(self, device: int, now: float) -> None:
         """Route no new request to ``device``; what it holds stays there and drains."""
         self.pending.discard(device)
         if device in self.replicas:
             self.replicas.remove(device)
+        if device in self.hosts and device not in self.releasing:
+            self.dormant.setdefault(device, now)
+
+    def retire(self, device: int) -> None:
+        """``device`` no longer hosts the model: keep what its counters say."""
+        counters = self.counters.pop(device, None)
+        if counters is not None:
+            add_counters(self.retired, counters)
+        self.hosts.discard(device)
+        self.dormant.pop(device, None)
+        self.releasing.pop(device, None)
 
 
 def initial_devices(

@@ -1,6 +1,7 @@
 """An immutable copy of a fleet's statistics: each device's snapshot, and the totals.
 
-The totals add each model's counters over the devices that host it.
+The totals add each model's counters over the devices that host it, and
+those it was released from (unregistered there: their counts stay).
 Percentiles cannot be added from the devices' summaries (a percentile of
 percentiles is not one), so histograms are added instead: the queue wait is
 the sum of each device's buckets (:meth:`LatencyHistogram.merge
@@ -11,7 +12,6 @@ includes the fleet's routing, which no device sees).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,17 +19,7 @@ from typing import Any
 from ..telemetry.snapshot import ModelSnapshot, SchedulerSnapshot, model_snapshot
 from ..telemetry.stats import LatencyHistogram, ModelCounters
 
-__all__ = ["FleetSnapshot", "model_totals"]
-
-_COUNTERS = (
-    "submitted",
-    "completed",
-    "met_deadline",
-    "missed_deadline",
-    "rejected",
-    "failed",
-    "cancelled",
-)
+__all__ = ["FleetSnapshot", "add_counters", "model_totals"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +46,8 @@ class FleetSnapshot:
     """Replicas added by rebalancing so far."""
     shrunk: int
     """Replicas removed by rebalancing so far."""
+    released: int = 0
+    """Dormant hosts the fleet unregistered a model from (``release_after``) so far."""
 
     @property
     def in_flight(self) -> int:
@@ -90,33 +82,49 @@ class FleetSnapshot:
             "models": models,
             "grown": self.grown,
             "shrunk": self.shrunk,
+            "released": self.released,
         }
 
 
 def model_totals(
     name: str,
-    devices: Sequence[SchedulerSnapshot],
+    parts: Sequence[ModelCounters],
     latency: LatencyHistogram,
-    queue_waits: Sequence[LatencyHistogram],
+    devices: Sequence[SchedulerSnapshot],
     replicas: Sequence[int],
 ) -> ModelSnapshot:
-    """``name``'s counters added over ``devices``, its queue waits over ``queue_waits``
-    (each hosting device's histogram); warm when each of its replicas is."""
+    """``name``'s counters added over ``parts`` (each host's, and the released hosts'),
+    with the fleet's own ``latency``; queued and running from ``devices``; warm when
+    each of its replicas is."""
     counters = ModelCounters()
-    for wait in queue_waits:
-        counters.queue_wait.merge(wait)
-    sizes: Counter[int] = Counter()
+    for part in parts:
+        add_counters(counters, part)
+    counters.latency = latency
     queued = running = 0
     for snap in devices:
         m = snap.models.get(name)
-        if m is None:
-            continue
-        for field in _COUNTERS:
-            setattr(counters, field, getattr(counters, field) + getattr(m, field))
-        sizes.update(m.batch_sizes)
-        queued += m.queue_depth
-        running += m.in_flight
-    counters.latency = latency
-    counters.batch_sizes = sizes
+        if m is not None:
+            queued += m.queue_depth
+            running += m.in_flight
     warm = all(devices[d].models[name].warm for d in replicas if name in devices[d].models)
     return model_snapshot(name, counters, queued, running, warm)
+
+
+_COUNTS = (
+    "submitted",
+    "completed",
+    "met_deadline",
+    "missed_deadline",
+    "rejected",
+    "failed",
+    "cancelled",
+)
+
+
+def add_counters(into: ModelCounters, other: ModelCounters) -> None:
+    """Add ``other``'s counts, batch sizes and queue waits to ``into`` (not its latency:
+    the fleet records its own, from the caller's side)."""
+    for name in _COUNTS:
+        setattr(into, name, getattr(into, name) + getattr(other, name))
+    into.batch_sizes.update(other.batch_sizes)
+    into.queue_wait.merge(other.queue_wait)
