@@ -86,7 +86,77 @@ def require_prometheus() -> Any:
         ) from None
 
 
-class PrometheusExporter:
+class _Exporter:
+    """What both exporters share: ``async with`` (start, then stop), the ``/metrics``
+    server, and :meth:`instrument`. A subclass sets ``_prom``, ``_calls`` (the
+    ``infer_call_seconds`` histogram) and ``_server = _thread = None``, and
+    defines :meth:`start`, :meth:`stop` and :meth:`_now` (its front's clock)."""
+
+    _prom: Any
+    _calls: Any
+    _server: Any
+    _thread: Any
+    registry: Any
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    def _now(self) -> float:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def serve(self, port: int, addr: str = DEFAULT_ADDR) -> int:
+        """Serve ``/metrics`` on ``addr:port`` from a daemon thread; returns the port bound
+        (``port=0`` picks a free one)."""
+        if self._server is not None:
+            raise RuntimeError("the exporter is already serving")
+        if not 0 <= port <= 65535:
+            raise InvalidConfig(f"port must be 0..65535, got {port}")
+        server, thread = self._prom.start_http_server(port, addr=addr, registry=self.registry)
+        self._server, self._thread = server, thread
+        return int(server.server_port)
+
+    def close_server(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            self._thread.join(timeout=5)
+
+    def instrument(
+        self, infer: Callable[[str, Any, float], Awaitable[Any]]
+    ) -> Callable[[str, Any, float], Awaitable[Any]]:
+        """``infer`` timed into ``infer_call_seconds`` (calls that return a result).
+
+        Optional: ``request_latency_seconds`` covers every request without it.
+        """
+        now, histogram = self._now, self._calls
+
+        @functools.wraps(infer)
+        async def timed(model: str, x: Any, deadline: float) -> Any:
+            start = now()
+            result = await infer(model, x, deadline)
+            histogram.labels(model).observe(now() - start)
+            return result
+
+        return timed
+
+
+class PrometheusExporter(_Exporter):
     """Exports one scheduler's figures to Prometheus (see the module docstring).
 
     ``registry`` is a ``prometheus_client.CollectorRegistry`` (a new one
@@ -142,18 +212,6 @@ class PrometheusExporter:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def __aenter__(self) -> Self:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     def start(self) -> None:
         """Start polling on the running loop (the scheduler's); idempotent."""
         if self._task is None:
@@ -172,23 +230,8 @@ class PrometheusExporter:
             self.poll()
         self.close_server()
 
-    def serve(self, port: int, addr: str = DEFAULT_ADDR) -> int:
-        """Serve ``/metrics`` on ``addr:port`` from a daemon thread; returns the port bound
-        (``port=0`` picks a free one)."""
-        if self._server is not None:
-            raise RuntimeError("the exporter is already serving")
-        if not 0 <= port <= 65535:
-            raise InvalidConfig(f"port must be 0..65535, got {port}")
-        server, thread = self._prom.start_http_server(port, addr=addr, registry=self.registry)
-        self._server, self._thread = server, thread
-        return int(server.server_port)
-
-    def close_server(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            self._thread.join(timeout=5)
+    def _now(self) -> float:
+        return self._sched.now()
 
     async def _run(self) -> None:
         while True:
@@ -219,24 +262,6 @@ class PrometheusExporter:
             self._execution.labels(e.model).observe(latency)
             if latency > 0 and math.isfinite(e.predicted):
                 self._error.labels(e.model).observe(abs(e.predicted - latency) / latency)
-
-    def instrument(
-        self, infer: Callable[[str, Any, float], Awaitable[Any]]
-    ) -> Callable[[str, Any, float], Awaitable[Any]]:
-        """``infer`` timed into ``infer_call_seconds`` (calls that return a result).
-
-        Optional: ``request_latency_seconds`` covers every request without it.
-        """
-        sched, histogram = self._sched, self._calls
-
-        @functools.wraps(infer)
-        async def timed(model: str, x: Any, deadline: float) -> Any:
-            start = sched.now()
-            result = await infer(model, x, deadline)
-            histogram.labels(model).observe(sched.now() - start)
-            return result
-
-        return timed
 
     @property
     def snapshot(self) -> SchedulerSnapshot | None:

@@ -16,14 +16,11 @@ it has the ``model`` label only.
 
 from __future__ import annotations
 
-import functools
 import importlib
-from collections.abc import Awaitable, Callable, Iterator
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidConfig
-from .prometheus import DEFAULT_ADDR, PrometheusExporter, require_prometheus
+from .prometheus import PrometheusExporter, _Exporter, require_prometheus
 from .snapshot import HISTOGRAM_BOUNDS
 
 if TYPE_CHECKING:
@@ -32,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["FleetExporter"]
 
 
-class FleetExporter:
+class FleetExporter(_Exporter):
     """Exports every device of a fleet, labelled ``device`` (see the module docstring).
 
     ``registry``, ``interval`` and ``namespace`` are as for
@@ -70,18 +67,6 @@ class FleetExporter:
         self._thread: Any = None
         self.registry.register(self)
 
-    async def __aenter__(self) -> Self:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     def start(self) -> None:
         """Start polling every device on the running loop (the fleet's); idempotent."""
         for exporter in self._devices:
@@ -93,37 +78,8 @@ class FleetExporter:
             await exporter.stop()
         self.close_server()
 
-    def serve(self, port: int, addr: str = DEFAULT_ADDR) -> int:
-        """Serve ``/metrics`` on ``addr:port`` from a daemon thread; returns the port bound."""
-        if self._server is not None:
-            raise RuntimeError("the exporter is already serving")
-        if not 0 <= port <= 65535:
-            raise InvalidConfig(f"port must be 0..65535, got {port}")
-        server, thread = self._prom.start_http_server(port, addr=addr, registry=self.registry)
-        self._server, self._thread = server, thread
-        return int(server.server_port)
-
-    def close_server(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            self._thread.join(timeout=5)
-
-    def instrument(
-        self, infer: Callable[[str, Any, float], Awaitable[Any]]
-    ) -> Callable[[str, Any, float], Awaitable[Any]]:
-        """``infer`` (the fleet's) timed into ``infer_call_seconds`` (calls that return)."""
-        fleet, histogram = self._fleet, self._calls
-
-        @functools.wraps(infer)
-        async def timed(model: str, x: Any, deadline: float) -> Any:
-            start = fleet.now()
-            result = await infer(model, x, deadline)
-            histogram.labels(model).observe(fleet.now() - start)
-            return result
-
-        return timed
+    def _now(self) -> float:
+        return self._fleet.now()
 
     def describe(self) -> list[Any]:
         return []  # families are named at collect time; nothing to check at registration
