@@ -104,6 +104,8 @@ def _step(s: Scheduler) -> float | None:
     if s._closing and not s._drain:
         # Put back after a failed batch or a lost lane: they too were not run in time.
         s._fail_queued(SchedulerClosed("scheduler closed before it ran"))
+    if s._registry.leaving:
+        s._registry.fail_undrained()  # before the policy can run them again
     s._registry.start_warmups(s._lanes, s._backend, runner, now)
     planned = s._policy.step(s._view)
     watch = runner.watch(now)  # what was just dispatched is watched too

@@ -45,7 +45,8 @@ class ModelUnregistered(UnknownModel):
     """The request's model was unregistered without draining before the request ran.
 
     ``Scheduler.unregister(name, drain=False)`` fails the model's queued requests
-    with it; it never ran. A new call for a model being unregistered, or already
+    with it: those that never ran, and those put back after their batch failed,
+    which are not run again. A new call for a model being unregistered, or already
     gone, gets a plain :class:`UnknownModel`.
     """
 

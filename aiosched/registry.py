@@ -128,12 +128,18 @@ class Registry:
         if not entry.drain:
             self._fail_leaving(entry)
 
+    def fail_undrained(self) -> None:
+        """Fail what is queued for the models leaving without draining: the dispatcher
+        calls it before the policy dispatches, so that a request put back after its batch
+        failed is not run again."""
+        for entry in self.leaving.values():
+            if not entry.drain:
+                self._fail_leaving(entry)
+
     def depart_idle(self, busy: Collection[str], forget: Callable[[str], None]) -> None:
         """Take out the leaving models with nothing queued, warming up or ``busy`` (running);
         ``forget(name)`` lets the rest of the scheduler drop each."""
         for name, entry in list(self.leaving.items()):
-            if not entry.drain:
-                self._fail_leaving(entry)  # put back after a failed batch: not rerun
             if not entry.queue and not entry.warming and name not in busy:
                 self.depart(entry, forget)
 
@@ -164,7 +170,10 @@ class Registry:
             future.set_result(entry.final())
 
     def _fail_leaving(self, entry: Registered) -> None:
-        error = ModelUnregistered(f"{entry.spec.name}: model unregistered before it ran")
+        error = ModelUnregistered(
+            f"{entry.spec.name}: model unregistered without draining "
+            "(not run, or not run again after its batch failed)"
+        )
         for request in entry.queue.pop_all():
             settle.reject(request, error)
 

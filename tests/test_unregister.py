@@ -67,6 +67,29 @@ async def test_without_drain_queued_requests_fail_while_the_running_batch_comple
 
 
 @pytest.mark.sim
+async def test_without_drain_requests_put_back_after_a_failed_batch_do_not_run_again() -> None:
+    # The batch of 8 fails (input 3 is bad) after unregister(drain=False) was called: its
+    # requests are put back to be bisected, and must fail instead of running again.
+    ran: list[int] = []
+
+    def fails(x: Any) -> bool:
+        ran.append(x)
+        return bool(x == 3)
+
+    model = aiosched.SimModel(base=0.010, per_item=0.0, noise=0.0, exponent=1.0, fails=fails)
+    async with aiosched.Scheduler(sim(lanes=1, m=model)) as sched:
+        sched.register("m", max_batch_size=8, warmup=False)
+        tasks = calls(sched, "m", 8, deadline=5.0)
+        await asyncio.sleep(0.001)  # the batch of 8 is running
+        final = await sched.unregister("m", drain=False)
+        outs = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(o, ModelUnregistered) for o in outs), outs
+        assert [e.batch_size for e in sched.timeline.history] == [8]  # nothing ran again
+        assert sorted(ran) == list(range(8))
+        assert final.rejected == 8 and adds_up(final)
+
+
+@pytest.mark.sim
 async def test_new_calls_are_refused_at_once_and_the_name_waits_for_the_end() -> None:
     async with aiosched.Scheduler(sim(lanes=1, m=flat_model(0.010))) as sched:
         sched.register("m", max_batch_size=1, warmup=False)
