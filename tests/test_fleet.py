@@ -281,6 +281,87 @@ def test_a_grow_onto_a_host_being_released_waits_for_the_release() -> None:
     simtime.run(main())
 
 
+def test_a_device_lost_while_the_other_is_released_places_the_model_again() -> None:
+    # Device 0, the only replica, loses its lane while device 1 is letting the model go
+    # (and was asked to take it back): requests fail with LaneFailed, never UnknownModel,
+    # until device 1 has registered the model afresh; then it serves.
+    lost = SimBackend(lanes=1, models={"m": flat_model(0.010)}, fail_lanes={0: 0.030})
+
+    async def main() -> None:
+        async with Fleet([lost, device(0.013)], release_after=0.0, **BY_HAND) as fleet:
+            fleet.register("m", max_batch_size=1, warmup=False)
+            first = [asyncio.create_task(fleet.infer("m", i, deadline=10.0)) for i in range(20)]
+            await asyncio.sleep(0)
+            fleet.remove_replica("m", 1)
+            fleet.rebalance()  # device 1: release under way
+            fleet.add_replica("m", 1)  # pending until the release is done
+            await asyncio.sleep(0.035)
+            outs = await asyncio.gather(*first, return_exceptions=True)
+            assert all(o == i or isinstance(o, aiosched.LaneFailed) for i, o in enumerate(outs))
+            with pytest.raises(aiosched.LaneFailed, match="being placed again on"):
+                await fleet.infer("m", 99, deadline=10.0)
+            await asyncio.sleep(1.0)
+            assert fleet.placement("m") == (1,)
+            assert await fleet.infer("m", 100, deadline=10.0) == 100
+            snap = fleet.snapshot()
+            assert snap.models["m"].submitted == 21 and snap.released == 1
+            add_up(snap)
+
+    simtime.run(main())
+
+
+def test_a_failed_registration_after_a_release_leaves_the_device_free() -> None:
+    full = device(0.013)
+
+    async def main() -> None:
+        async with Fleet([device(0.010), full], release_after=0.0, **BY_HAND) as fleet:
+            fleet.register("m", max_batch_size=1, warmup=False)
+            calls = [asyncio.create_task(fleet.infer("m", i, deadline=10.0)) for i in range(10)]
+            await asyncio.sleep(0)
+            fleet.remove_replica("m", 1)
+            fleet.rebalance()
+
+            def no_room(spec: Any) -> None:  # as the cuda backend's load when it does not fit
+                raise aiosched.InvalidConfig(f"{spec.name}: does not fit")
+
+            full.load = no_room  # type: ignore[method-assign]
+            fleet.add_replica("m", 1)  # asynchronous: the release is under way
+            assert await asyncio.gather(*calls) == list(range(10))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert fleet.placement("m") == (0,)
+            with pytest.raises(aiosched.InvalidConfig, match="does not fit"):
+                fleet.add_replica("m", 1)  # tried again at once, not stuck as pending
+
+    simtime.run(main())
+
+
+@pytest.mark.parametrize("drain", [True, False])
+def test_fleet_unregister_lets_every_device_go_and_returns_the_totals(drain: bool) -> None:
+    async def main() -> None:
+        async with Fleet([device(0.010), device(0.013)], **BY_HAND) as fleet:
+            fleet.register("m", max_batch_size=1, warmup=False)
+            calls = [asyncio.create_task(fleet.infer("m", i, deadline=10.0)) for i in range(10)]
+            await asyncio.sleep(0.001)  # one running on each device, the rest queued
+            final = await fleet.unregister("m", drain=drain)
+            outs = await asyncio.gather(*calls, return_exceptions=True)
+            done = [o for o in outs if not isinstance(o, BaseException)]
+            assert len(done) == (10 if drain else 2)
+            assert all(isinstance(o, aiosched.ModelUnregistered) for o in outs if o not in done)
+            assert final.submitted == 10 and final.completed == len(done)
+            assert final.submitted == final.completed + final.rejected
+            assert all("m" not in d.snapshot().models for d in fleet.devices)
+            with pytest.raises(aiosched.UnknownModel):
+                await fleet.infer("m", 0, deadline=1.0)
+            with pytest.raises(aiosched.UnknownModel):
+                await fleet.unregister("m")
+            fleet.register("m", max_batch_size=1, warmup=False)  # the name is free again
+            assert await fleet.infer("m", 7, deadline=1.0) == 7
+            assert fleet.snapshot().models["m"].submitted == 1
+
+    simtime.run(main())
+
+
 def test_without_release_after_a_dormant_host_keeps_the_model() -> None:
     async def main() -> None:
         async with Fleet([device(0.010), device(0.013)], **BY_HAND) as fleet:

@@ -42,7 +42,8 @@ from ..policy import Policy
 from ..predict import Predictor, Profile
 from ..scheduler import DEFAULT_PREDICTOR, Scheduler
 from ..spec import ModelSpec, as_shape
-from ..telemetry.stats import LatencyHistogram, ModelCounters
+from ..telemetry.snapshot import ModelSnapshot
+from ..telemetry.stats import ModelCounters
 from .config import (
     check_rebalance,
     check_release_after,
@@ -143,7 +144,6 @@ class Fleet:
         self._shrink_below = float(shrink_below)
         self._min_replicas = min_replicas
         self._placements: dict[str, Placement] = {}
-        self._latency: dict[str, LatencyHistogram] = {}
         self._backlog = [0.0] * n  # predicted seconds of work outstanding, per device
         self._outstanding = [0] * n  # requests routed there that have not returned
         self._live = [True] * n
@@ -296,10 +296,42 @@ class Fleet:
             # took it before keep it, and serve it.
             if placement.hosts:
                 self._placements[name] = placement
-                self._latency[name] = LatencyHistogram()
         if self._started:
             self._refresh()
         return spec
+
+    async def unregister(self, name: str, *, drain: bool = True) -> ModelSnapshot:
+        """Remove a model from every device, and return its totals.
+
+        From the call on, ``infer(name, ...)`` raises :class:`UnknownModel`.
+        Every device that hosts the model unregisters it, side by side, as
+        :meth:`Scheduler.unregister <aiosched.Scheduler.unregister>` does (with
+        ``drain``, what a device holds is served; without, it fails with
+        :class:`~aiosched.errors.ModelUnregistered`). Returns once every device
+        has let it go, with the counters of every device it ran on (the
+        latency covers the requests whose results had reached their callers).
+        Cancelling the call stops the wait, not the devices. The name can be
+        registered again then.
+        """
+        if self._closing:
+            raise SchedulerClosed("cannot unregister on a closing fleet")
+        placement = self._placement(name)
+        del self._placements[name]
+        placement.replicas.clear()
+        placement.pending.clear()
+        releases = [asyncio.shield(t) for t in placement.releasing.values()]
+        leaving = [d for d in placement.hosts if d not in placement.releasing]
+        await asyncio.gather(*releases, *(self._leave(placement, d, drain) for d in leaving))
+        devices = tuple(s.snapshot() for s in self._scheds)
+        parts = [*placement.counters.values(), placement.retired]
+        return model_totals(name, parts, placement.latency, devices, ())
+
+    async def _leave(self, placement: Placement, device: int, drain: bool) -> None:
+        try:
+            await self._scheds[device].unregister(placement.spec.name, drain=drain)
+        except SchedulerClosed:
+            return  # the device is closing: the close resolves what it holds
+        placement.retire(device)
 
     def _host(self, placement: Placement, device: int) -> bool:
         """Register the model on ``device`` unless it is there; whether it already was."""
@@ -356,7 +388,7 @@ class Fleet:
         else:
             budget = absolute_deadline(placement.spec, now, deadline, deadline_at) - now
         if not placement.replicas:
-            raise LaneFailed(f"{model}: every device that could run it has failed")
+            raise LaneFailed(self._no_replica(placement))
         d = placement.route(self._backlog, budget)
         cost = placement.cost[d]
         backlog, outstanding = self._backlog, self._outstanding
@@ -372,8 +404,15 @@ class Fleet:
         finally:
             left = outstanding[d] = outstanding[d] - 1
             backlog[d] = backlog[d] - cost if left else 0.0  # no float crumbs when empty
-        self._latency[model].record(self._clock_now() - now)
+        placement.latency.record(self._clock_now() - now)
         return y
+
+    def _no_replica(self, placement: Placement) -> str:
+        name = placement.spec.name
+        if placement.pending:
+            where = ", ".join(self._labels[d] for d in sorted(placement.pending))
+            return f"{name}: its devices failed; it is being placed again on {where}"
+        return f"{name}: every device that could run it has failed"
 
     def _lost(self, device: int) -> None:
         """Every lane of ``device`` failed: route nothing more there."""
@@ -386,8 +425,9 @@ class Fleet:
             placement.remove(device, now)
             if placement.replicas or self._closing:
                 continue
-            if placement.pending:
-                placement.add(min(placement.pending))  # at once: its requests wait for warm-up
+            warming = [d for d in placement.pending if d not in placement.releasing]
+            if warming:
+                placement.add(min(warming))  # at once: its requests wait for the warm-up
             else:
                 self._replace(placement)
 
@@ -505,9 +545,24 @@ class Fleet:
         (after the release under way there, if any: then it registers afresh)."""
         if released is not None:
             await asyncio.shield(released)
-            if device not in placement.pending or not self._live[device] or self._closing:
+            if (
+                device not in placement.pending
+                or not self._live[device]
+                or self._closing
+                or self._placements.get(placement.spec.name) is not placement
+            ):
+                placement.pending.discard(device)
                 return
-            self._host(placement, device)
+            try:
+                self._host(placement, device)
+            except Exception:  # it does not fit there any more, say: not a replica then
+                placement.pending.discard(device)
+                log.exception(
+                    "aiosched fleet: %s could not be registered again on %s",
+                    placement.spec.name,
+                    self._labels[device],
+                )
+                return
         await self._scheds[device].ready()
         if device in placement.pending and self._live[device] and not self._closing:
             self._refresh_one(placement, device)
@@ -592,7 +647,7 @@ class Fleet:
                     name: model_totals(
                         name,
                         [*p.counters.values(), p.retired],
-                        self._latency[name],
+                        p.latency,
                         devices,
                         p.replicas,
                     )

@@ -35,7 +35,7 @@ from typing import Any
 from ..errors import InvalidConfig
 from ..predict import Predictor
 from ..spec import ModelSpec
-from ..telemetry.stats import ModelCounters
+from ..telemetry.stats import LatencyHistogram, ModelCounters
 from .snapshot import add_counters
 
 __all__ = ["Placement", "initial_devices"]
@@ -50,6 +50,7 @@ class Placement:
         "dormant",
         "factory",
         "hosts",
+        "latency",
         "pending",
         "releasing",
         "replicas",
@@ -72,6 +73,7 @@ class Placement:
         # instant, a release under way included), and those of the hosts released.
         self.counters: dict[int, ModelCounters] = {}
         self.retired = ModelCounters()
+        self.latency = LatencyHistogram()  # the fleet's own record: call to result
         self.dormant: dict[int, float] = {}  # host -> when it stopped being a replica
         self.releasing: dict[int, asyncio.Task[None]] = {}  # hosts being unregistered
 
