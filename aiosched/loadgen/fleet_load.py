@@ -37,11 +37,22 @@ __all__ = [
     "front_schedulers",
 ]
 
+HISTORY_PER_DEVICE: int = inspect.signature(Scheduler).parameters["keep_executions"].default
+"""Executions each device keeps during a load test: what a lone scheduler keeps."""
+
 DEFAULT_REBALANCE_S: float | None = inspect.signature(Fleet).parameters["rebalance_every"].default
 """The fleet's own rebalance period, which the report states when ``--rebalance-every`` is not
 given (the fleet does not expose the period it runs with)."""
 
-_COUNTS = ("submitted", "completed", "met_deadline", "missed_deadline", "rejected", "failed")
+_COUNTS = (
+    "submitted",
+    "completed",
+    "met_deadline",
+    "missed_deadline",
+    "rejected",
+    "failed",
+    "cancelled",
+)
 
 
 @dataclass(frozen=True)
@@ -73,15 +84,16 @@ class FleetOptions:
 
     def build(self, cfg: LoadtestConfig) -> Fleet:
         """The fleet for ``cfg``: each device with ``cfg``'s lanes, policy and predictor."""
-        options: dict[str, Any] = {}
-        if self.rebalance_every is not None:
-            options["rebalance_every"] = self.rebalance_every or None
+        every = self.rebalance_every
         return Fleet(
             list(self.devices),
             lanes=cfg.lanes,
             policy=cfg.policy,
             predictor=cfg.predictor,
-            **options,
+            rebalance_every=DEFAULT_REBALANCE_S if every is None else (every or None),
+            # Each device keeps the history a lone scheduler keeps: the per-device busy
+            # time and --timeline read it (the fleet's default splits one total).
+            keep_executions=len(self.devices) * HISTORY_PER_DEVICE,
         )
 
     def config(self, fleet: Fleet) -> dict[str, Any]:
