@@ -304,7 +304,7 @@ def test_a_device_lost_while_the_other_is_released_places_the_model_again() -> N
             assert fleet.placement("m") == (1,)
             assert await fleet.infer("m", 100, deadline=10.0) == 100
             snap = fleet.snapshot()
-            assert snap.models["m"].submitted == 21 and snap.released == 1
+            assert snap.models["m"].submitted == 22 and snap.released == 1  # 99 refused: counted
             add_up(snap)
 
     simtime.run(main())
@@ -358,6 +358,59 @@ def test_fleet_unregister_lets_every_device_go_and_returns_the_totals(drain: boo
             fleet.register("m", max_batch_size=1, warmup=False)  # the name is free again
             assert await fleet.infer("m", 7, deadline=1.0) == 7
             assert fleet.snapshot().models["m"].submitted == 1
+
+    simtime.run(main())
+
+
+def test_an_activation_overtaken_by_a_second_release_does_not_add_the_device() -> None:
+    # Released, asked back (registered afresh, warming up), released again while warming
+    # and asked back again: the first activation must not make the device a replica
+    # while its model is leaving; the second one does, once it is registered anew.
+    model = SimModel(base=0.05, per_item=0.001, noise=0.0)
+
+    async def main() -> None:
+        devices = [SimBackend(lanes=2, models={"m": model}, seed=i) for i in range(2)]
+        async with Fleet(devices, release_after=0.0, **BY_HAND) as fleet:
+            fleet.register("m", max_batch_size=4)
+            await fleet.ready()
+            fleet.remove_replica("m", 1)
+            fleet.rebalance()
+            fleet.add_replica("m", 1)
+            await asyncio.sleep(0.01)  # released; registered again, warming up
+            fleet.remove_replica("m", 1)
+            fleet.rebalance()  # released again while it warms up
+            fleet.add_replica("m", 1)
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert fleet.placement("m") == (0,)
+            outs = await asyncio.gather(*(fleet.infer("m", i, deadline=2.0) for i in range(40)))
+            assert outs == list(range(40))
+            await asyncio.sleep(1.0)
+            assert fleet.placement("m") == (0, 1)
+            outs = await asyncio.gather(*(fleet.infer("m", i, deadline=2.0) for i in range(400)))
+            assert outs == list(range(400))
+            snap = fleet.snapshot()
+            assert snap.devices[1].models["m"].completed > 0 and snap.released == 2
+            assert snap.models["m"].submitted == snap.models["m"].completed == 440
+
+    simtime.run(main())
+
+
+def test_the_name_is_taken_until_fleet_unregister_is_done() -> None:
+    async def main() -> None:
+        async with Fleet([device(0.010), device(0.013)], **BY_HAND) as fleet:
+            fleet.register("m", max_batch_size=1, warmup=False)
+            calls = [asyncio.create_task(fleet.infer("m", i, deadline=10.0)) for i in range(20)]
+            await asyncio.sleep(0)
+            leaving = asyncio.create_task(fleet.unregister("m"))
+            await asyncio.sleep(0.02)  # devices still draining
+            with pytest.raises(aiosched.InvalidConfig, match="being unregistered"):
+                fleet.register("m", max_batch_size=1, warmup=False)
+            assert all("m" in d.snapshot().models for d in fleet.devices)  # nothing half-done
+            second = await fleet.unregister("m")  # waits for the same end
+            assert second is await leaving and second.completed == 20
+            assert await asyncio.gather(*calls) == list(range(20))
+            fleet.register("m", max_batch_size=1, warmup=False)
 
     simtime.run(main())
 
@@ -454,6 +507,7 @@ def test_plan_shrinks_only_below_the_low_threshold_one_at_a_time() -> None:
         (["sim"], {"policy": "lifo"}),
         (["sim"], {"predictor": 3}),
         (["sim"], {"release_after": -1.0}),
+        (["sim"], {"rebalance_every": 1e-9}),
         (["sim"], {"release_after": float("inf")}),
         (["sim"], {"release_after": "10"}),
     ],
@@ -502,6 +556,9 @@ def test_bad_registration_and_calls_raise_typed_errors() -> None:
                 await fleet.infer("m", 1, deadline=-1.0)
             with pytest.raises(aiosched.InvalidConfig):
                 fleet.add_replica("m", 5)
+            for bad in (1.0, 5, -1, "0", None):
+                with pytest.raises(aiosched.InvalidConfig):
+                    fleet.remove_replica("m", bad)  # type: ignore[arg-type]
             assert fleet.models[0].name == "m"
             assert "open" in repr(fleet)
         with pytest.raises(aiosched.SchedulerClosed):

@@ -21,6 +21,7 @@ __all__ = [
 ]
 
 MIN_HISTORY = 1_000
+MIN_REBALANCE_S = 0.01
 """The fewest executions a device keeps (unless the fleet's total is smaller): enough
 trace for the predictor experiments to replay one device."""
 
@@ -69,8 +70,12 @@ def check_rebalance(
             raise InvalidConfig(f"{name} must be a number, got {value!r}")
         if not math.isfinite(value):
             raise InvalidConfig(f"{name} must be finite, got {value!r}")
-    if every is not None and every <= 0:
-        raise InvalidConfig(f"rebalance_every must be > 0 seconds (or None), got {every!r}")
+    if every is not None and every < MIN_REBALANCE_S:
+        # A rebalance measures the load over its period: shorter is noise, and in
+        # virtual time a period near zero would never let the clock move on.
+        raise InvalidConfig(
+            f"rebalance_every must be >= {MIN_REBALANCE_S} s (or None), got {every!r}"
+        )
     if not 0 <= shrink_below < grow_above:
         raise InvalidConfig(
             f"need 0 <= shrink_below < grow_above, got {shrink_below!r} and {grow_above!r}"

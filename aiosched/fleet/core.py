@@ -153,6 +153,7 @@ class Fleet:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._warming: set[asyncio.Task[None]] = set()
+        self._unregistering: dict[str, asyncio.Task[ModelSnapshot]] = {}
         self._started = False
         self._closing = False
         self._closed = False
@@ -285,6 +286,11 @@ class Fleet:
         )
         if name in self._placements:
             raise InvalidConfig(f"model {name!r} is already registered")
+        if name in self._unregistering:
+            raise InvalidConfig(
+                f"model {name!r} is being unregistered; "
+                "await unregister() before registering the name again"
+            )
         chosen = initial_devices(self._live, self._load, self._placements, replicas, devices)
         placement = Placement(spec, len(self._scheds), model_factory(model))
         try:
@@ -310,21 +316,31 @@ class Fleet:
         :class:`~aiosched.errors.ModelUnregistered`). Returns once every device
         has let it go, with the counters of every device it ran on (the
         latency covers the requests whose results had reached their callers).
-        Cancelling the call stops the wait, not the devices. The name can be
-        registered again then.
+        Cancelling the call stops the wait, not the devices; a second call
+        waits for the same end. The name can be registered again once every
+        device has let it go (before, ``register`` raises
+        :class:`InvalidConfig`).
         """
         if self._closing:
             raise SchedulerClosed("cannot unregister on a closing fleet")
-        placement = self._placement(name)
-        del self._placements[name]
-        placement.replicas.clear()
-        placement.pending.clear()
+        task = self._unregistering.get(name) if type(name) is str else None
+        if task is None:
+            placement = self._placement(name)
+            del self._placements[name]
+            placement.replicas.clear()
+            placement.pending.clear()
+            task = asyncio.get_running_loop().create_task(self._let_go(placement, drain))
+            self._unregistering[name] = task
+            task.add_done_callback(lambda _: self._unregistering.pop(name, None))
+        return await asyncio.shield(task)
+
+    async def _let_go(self, placement: Placement, drain: bool) -> ModelSnapshot:
         releases = [asyncio.shield(t) for t in placement.releasing.values()]
         leaving = [d for d in placement.hosts if d not in placement.releasing]
         await asyncio.gather(*releases, *(self._leave(placement, d, drain) for d in leaving))
         devices = tuple(s.snapshot() for s in self._scheds)
         parts = [*placement.counters.values(), placement.retired]
-        return model_totals(name, parts, placement.latency, devices, ())
+        return model_totals(placement.spec.name, parts, placement.latency, devices, ())
 
     async def _leave(self, placement: Placement, device: int, drain: bool) -> None:
         try:
@@ -388,6 +404,9 @@ class Fleet:
         else:
             budget = absolute_deadline(placement.spec, now, deadline, deadline_at) - now
         if not placement.replicas:
+            refused = placement.retired  # counted by no device: the fleet counts it
+            refused.submitted += 1
+            refused.rejected += 1
             raise LaneFailed(self._no_replica(placement))
         d = placement.route(self._backlog, budget)
         cost = placement.cost[d]
@@ -507,10 +526,7 @@ class Fleet:
         placement = self._placement(model)
         if self._closing:
             raise SchedulerClosed("cannot place a model on a closing fleet")
-        if type(device) is not int or not 0 <= device < len(self._scheds):
-            raise InvalidConfig(
-                f"device must be an index in [0, {len(self._scheds)}), got {device!r}"
-            )
+        self._check_device(device)
         if not self._live[device]:
             raise InvalidConfig(f"device {device} has failed: place the model elsewhere")
         if device not in placement.replicas and device not in placement.pending:
@@ -524,9 +540,16 @@ class Fleet:
         :class:`InvalidConfig`.
         """
         placement = self._placement(model)
+        self._check_device(device)
         if device in placement.replicas and len(placement.replicas) == 1:
             raise InvalidConfig(f"{model}: device {device} is its last replica")
         placement.remove(device, self._clock_now() if self._started else 0.0)
+
+    def _check_device(self, device: object) -> None:
+        if type(device) is not int or not 0 <= device < len(self._scheds):
+            raise InvalidConfig(
+                f"device must be an index in [0, {len(self._scheds)}), got {device!r}"
+            )
 
     def _grow(self, placement: Placement, device: int) -> None:
         released = placement.releasing.get(device)
@@ -563,8 +586,18 @@ class Fleet:
                     self._labels[device],
                 )
                 return
+        registration = placement.counters.get(device)
         await self._scheds[device].ready()
-        if device in placement.pending and self._live[device] and not self._closing:
+        # Meanwhile the model may have been let go there (and asked back: pending again,
+        # for another activation): only this registration, still there, is made a replica.
+        if (
+            device in placement.pending
+            and device not in placement.releasing
+            and registration is not None
+            and placement.counters.get(device) is registration
+            and self._live[device]
+            and not self._closing
+        ):
             self._refresh_one(placement, device)
             placement.add(device)
 

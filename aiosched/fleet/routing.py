@@ -70,7 +70,8 @@ class Placement:
         self.solo = [0.0] * devices
         self.routed = [0.0] * devices  # work routed to each device since the last rebalance
         # Each host's own counters (the live object, so that totals are exact at any
-        # instant, a release under way included), and those of the hosts released.
+        # instant, a release under way included); and those of the hosts released, with
+        # the requests the fleet refused itself (no replica left to route to).
         self.counters: dict[int, ModelCounters] = {}
         self.retired = ModelCounters()
         self.latency = LatencyHistogram()  # the fleet's own record: call to result
