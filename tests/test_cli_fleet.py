@@ -118,6 +118,7 @@ def test_closed_loop_on_a_fleet(tmp_path: Path) -> None:
         (["--devices", "2", "--replicas", "3"], "at most the 2 devices"),
         (["--devices", "2", "--rebalance-every", "0"], "--rebalance-every"),
         (["--devices", "2", "--rebalance-every", "soon"], "'soon' is not a"),
+        (["--devices", "2", "--rebalance-every", "1us"], "at least 10 ms"),
         (["--replicas", "2"], "give --devices N too"),
         (["--rebalance-every", "100"], "give --devices N too"),
         (["--devices", "2", "--target", "http://127.0.0.1:9"], "embedded target"),

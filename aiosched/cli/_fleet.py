@@ -17,6 +17,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from ..fleet.config import MIN_REBALANCE_S
 from ._parse import bad, milliseconds
 from ._render import number_columns
 
@@ -81,7 +82,12 @@ def rebalance_seconds(value: str | None) -> float | None:
         return None
     if value.strip().lower() == "off":
         return 0.0
-    return milliseconds(value, "--rebalance-every") / 1e3
+    seconds = milliseconds(value, "--rebalance-every") / 1e3
+    if seconds < MIN_REBALANCE_S:
+        bad(
+            f"--rebalance-every must be at least {MIN_REBALANCE_S * 1e3:g} ms (or off), got {value}"
+        )
+    return seconds
 
 
 def render_devices(report: Mapping[str, Any]) -> Table:
