@@ -50,6 +50,7 @@ class Registered:
     warmup_plan: deque[int] = field(default_factory=deque)
     warming: bool = False  # a warm-up run is in flight
     unlearnt: float = 0.0  # device seconds run since the predictor last learnt from it
+    learnt: bool = False  # the predictor has learnt from one of its runs (the watchdog asks)
     checks_input: bool = False  # precomputed for the request path
     # Set by Registry.leave: resolves with the final counters once the model has left.
     leaving: asyncio.Future[ModelSnapshot] | None = None

@@ -27,9 +27,12 @@ from .queue import SETTLED, Request
 from .registry import Registered, Registry
 from .timeline import Execution, Running, Timeline
 
-__all__ = ["BatchRunner"]
+__all__ = ["FIRST_RUNS_HANG_S", "BatchRunner"]
 
 log = logging.getLogger("aiosched")
+
+FIRST_RUNS_HANG_S = 30.0
+"""The watchdog's floor (seconds) for a model the predictor has not learnt from yet."""
 
 
 class BatchRunner:
@@ -65,6 +68,7 @@ class BatchRunner:
         self._learn_gap = learn_gap
         self._hang_factor = hang_factor
         self._hang_after = hang_after
+        self._first_hang = max(hang_after, FIRST_RUNS_HANG_S)
 
     def abandon_all(self, error: AioschedError) -> None:
         """Fail every request in flight with ``error`` and forget those executions."""
@@ -178,10 +182,11 @@ class BatchRunner:
             # A lesson costs tens of microseconds: from executions shorter than that, learning
             # from each would cost more than running them, and tell no more than a sample.
             entry.unlearnt += execution.latency
-            if entry.unlearnt >= self._learn_gap or warmup:
+            if entry.unlearnt >= self._learn_gap or warmup or not entry.learnt:
                 entry.unlearnt = 0.0
                 try:
                     self._predictor.learn(execution)
+                    entry.learnt = True
                 except Exception:
                     log.exception("aiosched predictor %s failed to learn", self._predictor.name)
         try:
@@ -192,10 +197,15 @@ class BatchRunner:
     def watch(self, now: float) -> float | None:
         """Give up on batches far past their prediction; the next time one would be due."""
         due = math.inf
+        models = self._registry.models
         for running in self._timeline.in_flight:
             predicted = running.expected_end - running.start
             predicted = predicted if predicted > 0 else 0.0  # NaN too: the floor applies
-            at = running.start + max(self._hang_factor * predicted, self._hang_after)
+            entry = models.get(running.model)
+            # Before the predictor has learnt from one run, its prediction is a guess, and a
+            # first run may be slow (allocations, autotuning): a long floor, not the guess.
+            floor = self._hang_after if entry is None or entry.learnt else self._first_hang
+            at = running.start + max(self._hang_factor * predicted, floor)
             if at > now:
                 due = min(due, at)
             elif self._lanes.running[running.lane] is running:

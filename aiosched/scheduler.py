@@ -84,7 +84,7 @@ class Scheduler:
     learns from a model's execution once at least that much of the model's
     device time (seconds) has passed since its last lesson, so every execution
     of a model that takes a millisecond or more, and a sample of shorter ones
-    (``0``: every execution).
+    (``0``: every execution); always from a model's first one.
 
     The watchdog: a batch still running ``hang_factor`` times its predicted
     latency after it started (and at least ``hang_after`` seconds) is *hung*.
@@ -93,6 +93,9 @@ class Scheduler:
     that an input that hangs the model fails alone with :class:`ModelError`
     while the others are served elsewhere. (Every run that holds a hanging
     input costs a lane until it returns: one by one, that is one lane more.)
+    Until the predictor has learnt from one run of a model (its warm-up,
+    usually), the floor is 30 s rather than ``hang_after``: a first run may be
+    slow (allocations, autotuning), and the prediction is only a guess then.
     """
 
     def __init__(

@@ -49,7 +49,8 @@ async def test_a_hung_batch_is_given_up_and_its_innocent_requests_served_elsewhe
 
     backend = sim(lanes=3, m=model)
     async with aiosched.Scheduler(backend, predictor="solo", hang_after=0.2) as sched:
-        sched.register("m", max_batch_size=4, warmup=False)
+        sched.register("m", max_batch_size=4)
+        await sched.ready()  # learnt from its warm-up: hang_after applies (not the 30 s floor)
         inputs = ["a", "hang", "b", "c"]
         t0 = sched.now()
         results = await asyncio.gather(
@@ -64,6 +65,31 @@ async def test_a_hung_batch_is_given_up_and_its_innocent_requests_served_elsewhe
         assert sched.now() - t0 < 2.0  # found within a few hang_after, not the hour
         # A stuck lane takes no work; the model is still served on the other one.
         assert await sched.infer("m", "d", deadline=1.0) == "d"
+
+
+@pytest.mark.sim
+async def test_a_slow_first_run_is_not_taken_for_a_hang() -> None:
+    """A model whose batches take 1.5 s, past the default hang_after of 1 s: before the
+    predictor has learnt from a run, its guess (10 ms) says nothing, so the watchdog waits
+    30 s; after, 50x the prediction. Every warm-up run and request completes."""
+    model = aiosched.SimModel(base=1.5, per_item=0.1, noise=0.0)
+    async with aiosched.Scheduler(sim(lanes=2, big=model)) as sched:
+        sched.register("big", max_batch_size=4)
+        await sched.ready()
+        assert all(e.ok for e in sched.timeline.history) and sched.predictor.knows("big")
+        assert await sched.infer("big", 1.0, deadline=30.0) is not None
+        assert not any(lane.stuck for lane in sched.snapshot().lanes)
+
+
+@pytest.mark.sim
+async def test_a_first_run_that_hangs_is_given_up_after_the_long_floor() -> None:
+    model = flat_model(0.010, hangs=lambda x: True)
+    async with aiosched.Scheduler(sim(lanes=2, m=model), predictor="solo") as sched:
+        sched.register("m", max_batch_size=1, warmup=False)
+        t0 = sched.now()
+        with pytest.raises(aiosched.ModelError, match="hung"):
+            await sched.infer("m", 1, deadline=100.0)
+        assert 30.0 <= sched.now() - t0 < 31.0
 
 
 @pytest.mark.sim
@@ -124,6 +150,8 @@ def test_a_hung_cpu_lane_does_not_hold_up_the_close() -> None:
         sched = aiosched.Scheduler(CpuBackend(lanes=1), predictor="solo", hang_after=0.2)
         async with sched:
             sched.register("m", model, max_batch_size=1, warmup=False)
+            # One run to learn from first: before it, the watchdog's floor is 30 s.
+            assert await sched.infer("m", "ok", deadline=30.0) == "ok"
             with pytest.raises(aiosched.ModelError, match="hung"):
                 await sched.infer("m", "hang", deadline=30.0)
         assert sched.closed

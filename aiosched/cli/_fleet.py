@@ -17,7 +17,6 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from ..fleet.config import MIN_REBALANCE_S
 from ._parse import bad, milliseconds
 from ._render import number_columns
 
@@ -82,6 +81,8 @@ def rebalance_seconds(value: str | None) -> float | None:
         return None
     if value.strip().lower() == "off":
         return 0.0
+    from ..fleet.config import MIN_REBALANCE_S  # not at import: --help loads no torch
+
     seconds = milliseconds(value, "--rebalance-every") / 1e3
     if seconds < MIN_REBALANCE_S:
         bad(
