@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..telemetry.snapshot import ModelSnapshot, SchedulerSnapshot, model_snapshot
-from ..telemetry.stats import LatencyHistogram, ModelCounters
+from ..telemetry.stats import COUNTS, LatencyHistogram, ModelCounters
 
 __all__ = ["FleetSnapshot", "add_counters", "model_totals"]
 
@@ -110,21 +110,10 @@ def model_totals(
     return model_snapshot(name, counters, queued, running, warm)
 
 
-_COUNTS = (
-    "submitted",
-    "completed",
-    "met_deadline",
-    "missed_deadline",
-    "rejected",
-    "failed",
-    "cancelled",
-)
-
-
 def add_counters(into: ModelCounters, other: ModelCounters) -> None:
     """Add ``other``'s counts, batch sizes and queue waits to ``into`` (not its latency:
     the fleet records its own, from the caller's side)."""
-    for name in _COUNTS:
+    for name in COUNTS:
         setattr(into, name, getattr(into, name) + getattr(other, name))
     into.batch_sizes.update(other.batch_sizes)
     into.queue_wait.merge(other.queue_wait)

@@ -22,6 +22,7 @@ from ..errors import InvalidConfig
 from ..fleet import Fleet, FleetSnapshot
 from ..scheduler import Scheduler
 from ..telemetry.snapshot import SchedulerSnapshot
+from ..telemetry.stats import COUNTS
 from ..timeline import Execution
 from .workload import Workload
 
@@ -43,16 +44,6 @@ HISTORY_PER_DEVICE: int = inspect.signature(Scheduler).parameters["keep_executio
 DEFAULT_REBALANCE_S: float | None = inspect.signature(Fleet).parameters["rebalance_every"].default
 """The fleet's own rebalance period, which the report states when ``--rebalance-every`` is not
 given (the fleet does not expose the period it runs with)."""
-
-_COUNTS = (
-    "submitted",
-    "completed",
-    "met_deadline",
-    "missed_deadline",
-    "rejected",
-    "failed",
-    "cancelled",
-)
 
 
 @dataclass(frozen=True)
@@ -171,7 +162,7 @@ class PlacementLog:
 
 
 def _counts(snap: SchedulerSnapshot) -> dict[str, int]:
-    return {c: sum(int(getattr(m, c)) for m in snap.models.values()) for c in _COUNTS}
+    return {c: sum(int(getattr(m, c)) for m in snap.models.values()) for c in COUNTS}
 
 
 def fleet_section(
@@ -196,7 +187,7 @@ def fleet_section(
     devices = []
     for i, label in enumerate(labels):
         old, new = _counts(before[i]), _counts(after[i])
-        diff = {c: new[c] - old[c] for c in _COUNTS}
+        diff = {c: new[c] - old[c] for c in COUNTS}
         busy = sum(e.latency for e in executions[i] if not e.warmup)
         devices.append(
             {

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from itertools import pairwise
 
-__all__ = ["LatencyHistogram", "ModelCounters"]
+__all__ = ["COUNTS", "LatencyHistogram", "ModelCounters"]
 
 _GROWTH = 1.02
 _LOG_GROWTH = math.log(_GROWTH)
@@ -117,6 +117,18 @@ class LatencyHistogram:
         self.count += other.count
         self.total += other.total
         self.max = max(self.max, other.max)
+
+
+COUNTS = (
+    "submitted",
+    "completed",
+    "met_deadline",
+    "missed_deadline",
+    "rejected",
+    "failed",
+    "cancelled",
+)
+"""The integer counters of :class:`ModelCounters`, in the order reports list them."""
 
 
 class ModelCounters:
