@@ -130,6 +130,15 @@ class BatchRunner:
             lanes.stuck[lane] = None
             if isinstance(error, LaneFailure):
                 lanes.alive[lane] = False
+            elif error is None and not entry.learnt:
+                # A model slower than the first-run floor: without this lesson its guess
+                # would stay a guess, and every run of it would be taken for a hang.
+                entry.learnt = True
+                latency = completion.end - completion.start
+                try:
+                    self._predictor.observe(entry.spec.name, running.batch_size, latency)
+                except Exception:
+                    log.exception("aiosched predictor %s failed to learn", self._predictor.name)
             self._wake()
             return
         if lanes.running[lane] is not running:
@@ -184,9 +193,9 @@ class BatchRunner:
             entry.unlearnt += execution.latency
             if entry.unlearnt >= self._learn_gap or warmup or not entry.learnt:
                 entry.unlearnt = 0.0
+                entry.learnt = True  # tried: a predictor that cannot learn it never will
                 try:
                     self._predictor.learn(execution)
-                    entry.learnt = True
                 except Exception:
                     log.exception("aiosched predictor %s failed to learn", self._predictor.name)
         try:

@@ -415,6 +415,24 @@ def test_the_name_is_taken_until_fleet_unregister_is_done() -> None:
     simtime.run(main())
 
 
+def test_a_second_fleet_unregister_without_drain_cuts_the_drain_short() -> None:
+    async def main() -> None:
+        async with Fleet([device(0.010), device(0.013)], **BY_HAND) as fleet:
+            fleet.register("m", max_batch_size=1, warmup=False)
+            calls = [asyncio.create_task(fleet.infer("m", i, deadline=100.0)) for i in range(400)]
+            await asyncio.sleep(0)
+            draining = asyncio.create_task(fleet.unregister("m"))
+            await asyncio.sleep(0.02)
+            final = await fleet.unregister("m", drain=False)
+            assert final is await draining and fleet.now() < 0.1  # not the seconds a drain takes
+            outs = await asyncio.gather(*calls, return_exceptions=True)
+            cut = [o for o in outs if isinstance(o, aiosched.ModelUnregistered)]
+            assert len(cut) > 300 and final.rejected == len(cut)
+            assert final.submitted == final.completed + final.rejected == 400
+
+    simtime.run(main())
+
+
 def test_without_release_after_a_dormant_host_keeps_the_model() -> None:
     async def main() -> None:
         async with Fleet([device(0.010), device(0.013)], **BY_HAND) as fleet:

@@ -93,6 +93,21 @@ async def test_a_first_run_that_hangs_is_given_up_after_the_long_floor() -> None
 
 
 @pytest.mark.sim
+async def test_a_model_slower_than_the_first_run_floor_is_learnt_when_its_run_comes_back() -> None:
+    # Every run takes 40 s: the first is given up at 30 s, and when it comes back its
+    # latency teaches the predictor, so later requests are judged by a prediction.
+    model = aiosched.SimModel(base=40.0, per_item=0.0, noise=0.0)
+    async with aiosched.Scheduler(sim(lanes=2, slow=model)) as sched:
+        sched.register("slow", max_batch_size=1)
+        await sched.ready()
+        await asyncio.sleep(50.0)  # the first run is back
+        assert sched.predictor.knows("slow")
+        outs = [await sched.infer("slow", 1.0, deadline=1000.0) for _ in range(2)]
+        assert all(o is not None for o in outs)
+        await sched.aclose(drain=False, timeout=0.1)
+
+
+@pytest.mark.sim
 async def test_close_with_a_timeout_resolves_everything_even_if_the_device_never_answers() -> None:
     model = flat_model(0.010, hangs=lambda x: True)
 

@@ -21,9 +21,11 @@ __all__ = [
 ]
 
 MIN_HISTORY = 1_000
-MIN_REBALANCE_S = 0.01
 """The fewest executions a device keeps (unless the fleet's total is smaller): enough
 trace for the predictor experiments to replay one device."""
+
+MIN_REBALANCE_S = 0.01
+"""The shortest rebalance period (seconds): a rebalance measures the load over it."""
 
 
 def policy_for_device(policy: str | Callable[[], Policy]) -> str | Policy:

@@ -24,6 +24,7 @@ and a model left without a replica is placed on the least-loaded live device.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -153,7 +154,7 @@ class Fleet:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._warming: set[asyncio.Task[None]] = set()
-        self._unregistering: dict[str, asyncio.Task[ModelSnapshot]] = {}
+        self._unregistering: dict[str, tuple[Placement, asyncio.Task[ModelSnapshot]]] = {}
         self._started = False
         self._closing = False
         self._closed = False
@@ -317,21 +318,26 @@ class Fleet:
         has let it go, with the counters of every device it ran on (the
         latency covers the requests whose results had reached their callers).
         Cancelling the call stops the wait, not the devices; a second call
-        waits for the same end. The name can be registered again once every
+        waits for the same end (with ``drain=False``, it fails what the devices
+        still hold). The name can be registered again once every
         device has let it go (before, ``register`` raises
         :class:`InvalidConfig`).
         """
         if self._closing:
             raise SchedulerClosed("cannot unregister on a closing fleet")
-        task = self._unregistering.get(name) if type(name) is str else None
-        if task is None:
+        under_way = self._unregistering.get(name) if type(name) is str else None
+        if under_way is None:
             placement = self._placement(name)
             del self._placements[name]
             placement.replicas.clear()
             placement.pending.clear()
             task = asyncio.get_running_loop().create_task(self._let_go(placement, drain))
-            self._unregistering[name] = task
+            self._unregistering[name] = placement, task
             task.add_done_callback(lambda _: self._unregistering.pop(name, None))
+        else:
+            placement, task = under_way
+            if not drain:  # as Scheduler.unregister: a second call can cut the drain short
+                await asyncio.gather(*(self._cut_short(placement, d) for d in [*placement.hosts]))
         return await asyncio.shield(task)
 
     async def _let_go(self, placement: Placement, drain: bool) -> ModelSnapshot:
@@ -341,6 +347,10 @@ class Fleet:
         devices = tuple(s.snapshot() for s in self._scheds)
         parts = [*placement.counters.values(), placement.retired]
         return model_totals(placement.spec.name, parts, placement.latency, devices, ())
+
+    async def _cut_short(self, placement: Placement, device: int) -> None:
+        with contextlib.suppress(SchedulerClosed, UnknownModel):  # closing, or gone already
+            await self._scheds[device].unregister(placement.spec.name, drain=False)
 
     async def _leave(self, placement: Placement, device: int, drain: bool) -> None:
         try:
@@ -406,7 +416,7 @@ class Fleet:
         if not placement.replicas:
             refused = placement.retired  # counted by no device: the fleet counts it
             refused.submitted += 1
-            refused.rejected += 1
+            refused.failed += 1  # as a device counts a LaneFailed
             raise LaneFailed(self._no_replica(placement))
         d = placement.route(self._backlog, budget)
         cost = placement.cost[d]
@@ -444,7 +454,11 @@ class Fleet:
             placement.remove(device, now)
             if placement.replicas or self._closing:
                 continue
-            warming = [d for d in placement.pending if d not in placement.releasing]
+            warming = [
+                d
+                for d in placement.pending
+                if d in placement.hosts and d not in placement.releasing
+            ]
             if warming:
                 placement.add(min(warming))  # at once: its requests wait for the warm-up
             else:
