@@ -29,7 +29,8 @@ each. What is new is only what lies between devices:
 - **statistics** (:mod:`.snapshot`): every device's snapshot, and totals.
 
 The pieces: :mod:`.devices` (backends from names), :mod:`.config` (settings),
-:mod:`.core` (the Fleet).
+:mod:`.core` (the Fleet), :mod:`.replicas` (adding, releasing, losing and
+unregistering a model's replicas).
 """
 
 from __future__ import annotations

@@ -7,24 +7,15 @@ resolves exactly as a single scheduler's would. Around the call the fleet
 keeps its *backlog* of that device (the predicted work of the requests it
 has there and that have not returned), the only state routing needs.
 
-A host that stopped being a replica (shrunk away, or removed by hand) is
-*dormant*: registered, warm, draining what it holds, and back at once if the
-model grows onto it again. With ``release_after=S`` the fleet unregisters the
-model from a host dormant for S seconds (at a rebalance:
-:meth:`Scheduler.unregister <aiosched.Scheduler.unregister>`, which lets it
-finish what it holds first), so that the device frees the model's memory; a
-later grow there registers it again and waits for its warm-up. The model's
-totals keep what every host it left counted.
-
-A device whose lanes have all failed answers with
-:class:`~aiosched.errors.LaneFailed`; the fleet then stops routing to it,
-and a model left without a replica is placed on the least-loaded live device.
+How a model's replicas come and go (added, dormant, released, lost,
+unregistered) is :mod:`.replicas`, whose methods the Fleet inherits. A device
+whose lanes have all failed answers with :class:`~aiosched.errors.LaneFailed`;
+the fleet then stops routing to it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -44,7 +35,6 @@ from ..predict import Predictor, Profile
 from ..scheduler import DEFAULT_PREDICTOR, Scheduler
 from ..spec import ModelSpec, as_shape
 from ..telemetry.snapshot import ModelSnapshot
-from ..telemetry.stats import ModelCounters
 from .config import (
     check_rebalance,
     check_release_after,
@@ -54,6 +44,7 @@ from .config import (
 )
 from .devices import make_devices
 from .rebalance import Move, measure, plan
+from .replicas import Replicas
 from .routing import Placement, initial_devices
 from .snapshot import FleetSnapshot, model_totals
 
@@ -62,7 +53,7 @@ __all__ = ["Fleet"]
 log = logging.getLogger("aiosched")
 
 
-class Fleet:
+class Fleet(Replicas):
     """Schedulers on several devices behind the API of one :class:`~aiosched.Scheduler`.
 
     ``devices`` lists backends or device names (``"sim"``, ``"cpu"``,
@@ -307,77 +298,6 @@ class Fleet:
             self._refresh()
         return spec
 
-    async def unregister(self, name: str, *, drain: bool = True) -> ModelSnapshot:
-        """Remove a model from every device, and return its totals.
-
-        From the call on, ``infer(name, ...)`` raises :class:`UnknownModel`.
-        Every device that hosts the model unregisters it, side by side, as
-        :meth:`Scheduler.unregister <aiosched.Scheduler.unregister>` does (with
-        ``drain``, what a device holds is served; without, it fails with
-        :class:`~aiosched.errors.ModelUnregistered`). Returns once every device
-        has let it go, with the counters of every device it ran on (the
-        latency covers the requests whose results had reached their callers).
-        Cancelling the call stops the wait, not the devices; a second call
-        waits for the same end (with ``drain=False``, it fails what the devices
-        still hold). The name can be registered again once every
-        device has let it go (before, ``register`` raises
-        :class:`InvalidConfig`).
-        """
-        if self._closing:
-            raise SchedulerClosed("cannot unregister on a closing fleet")
-        under_way = self._unregistering.get(name) if type(name) is str else None
-        if under_way is None:
-            placement = self._placement(name)
-            del self._placements[name]
-            placement.replicas.clear()
-            placement.pending.clear()
-            task = asyncio.get_running_loop().create_task(self._let_go(placement, drain))
-            self._unregistering[name] = placement, task
-            task.add_done_callback(lambda _: self._unregistering.pop(name, None))
-        else:
-            placement, task = under_way
-            if not drain:  # as Scheduler.unregister: a second call can cut the drain short
-                await asyncio.gather(*(self._cut_short(placement, d) for d in [*placement.hosts]))
-        return await asyncio.shield(task)
-
-    async def _let_go(self, placement: Placement, drain: bool) -> ModelSnapshot:
-        releases = [asyncio.shield(t) for t in placement.releasing.values()]
-        leaving = [d for d in placement.hosts if d not in placement.releasing]
-        await asyncio.gather(*releases, *(self._leave(placement, d, drain) for d in leaving))
-        devices = tuple(s.snapshot() for s in self._scheds)
-        parts = [*placement.counters.values(), placement.retired]
-        return model_totals(placement.spec.name, parts, placement.latency, devices, ())
-
-    async def _cut_short(self, placement: Placement, device: int) -> None:
-        with contextlib.suppress(SchedulerClosed, UnknownModel):  # closing, or gone already
-            await self._scheds[device].unregister(placement.spec.name, drain=False)
-
-    async def _leave(self, placement: Placement, device: int, drain: bool) -> None:
-        try:
-            await self._scheds[device].unregister(placement.spec.name, drain=drain)
-        except SchedulerClosed:
-            return  # the device is closing: the close resolves what it holds
-        placement.retire(device)
-
-    def _host(self, placement: Placement, device: int) -> bool:
-        """Register the model on ``device`` unless it is there; whether it already was."""
-        if device in placement.hosts:
-            return True
-        spec = placement.spec
-        self._scheds[device].register(
-            spec.name,
-            placement.factory(),
-            max_batch_size=spec.max_batch_size,
-            input_shape=spec.input_shape,
-            dtype=spec.dtype,
-            deadline=spec.default_deadline,
-            max_queue=spec.max_queue,
-            warmup=spec.warmup,
-        )
-        placement.hosts.add(device)
-        placement.counters[device] = _counters(self._scheds[device], spec.name)
-        return False
-
     async def ready(self) -> None:
         """Wait until every device has warmed up its models; then routing uses what they learnt."""
         if not self._started:
@@ -436,48 +356,6 @@ class Fleet:
         placement.latency.record(self._clock_now() - now)
         return y
 
-    def _no_replica(self, placement: Placement) -> str:
-        name = placement.spec.name
-        if placement.pending:
-            where = ", ".join(self._labels[d] for d in sorted(placement.pending))
-            return f"{name}: its devices failed; it is being placed again on {where}"
-        return f"{name}: every device that could run it has failed"
-
-    def _lost(self, device: int) -> None:
-        """Every lane of ``device`` failed: route nothing more there."""
-        if not self._live[device]:
-            return
-        self._live[device] = False
-        log.warning("aiosched fleet: device %s lost every lane", self._labels[device])
-        now = self._clock_now()
-        for placement in self._placements.values():
-            placement.remove(device, now)
-            if placement.replicas or self._closing:
-                continue
-            warming = [
-                d
-                for d in placement.pending
-                if d in placement.hosts and d not in placement.releasing
-            ]
-            if warming:
-                placement.add(min(warming))  # at once: its requests wait for the warm-up
-            else:
-                self._replace(placement)
-
-    def _replace(self, placement: Placement) -> None:
-        """Put a model that lost its last replica on the least-loaded live device, at once."""
-        live = [d for d in range(len(self._scheds)) if self._live[d]]
-        if not live:
-            return
-        ready = [d for d in live if d not in placement.releasing] or live
-        device = min(ready, key=lambda d: (self._backlog[d], d))
-        if device in placement.releasing:
-            self._grow(placement, device)  # every live one is letting it go: back after that
-            return
-        self._host(placement, device)
-        placement.add(device)  # even cold: its requests wait for the warm-up there
-        self._refresh_one(placement, device)
-
     # -- rebalancing ------------------------------------------------------
 
     async def _rebalance_loop(self) -> None:
@@ -531,121 +409,6 @@ class Fleet:
         self._release_dormant(now)
         return done
 
-    def add_replica(self, model: str, device: int) -> None:
-        """Route ``model`` to ``device`` too (by hand; rebalancing does the same).
-
-        Where the model is not registered yet it is, and it serves there once
-        warm (:meth:`ready` waits for it). A no-op where it is a replica already.
-        """
-        placement = self._placement(model)
-        if self._closing:
-            raise SchedulerClosed("cannot place a model on a closing fleet")
-        self._check_device(device)
-        if not self._live[device]:
-            raise InvalidConfig(f"device {device} has failed: place the model elsewhere")
-        if device not in placement.replicas and device not in placement.pending:
-            self._grow(placement, device)
-
-    def remove_replica(self, model: str, device: int) -> None:
-        """Route no new request of ``model`` to ``device``; it finishes what it holds.
-
-        The model stays registered there (dormant): adding it back is instant,
-        until ``release_after`` lets it go. Removing the last replica raises
-        :class:`InvalidConfig`.
-        """
-        placement = self._placement(model)
-        self._check_device(device)
-        if device in placement.replicas and len(placement.replicas) == 1:
-            raise InvalidConfig(f"{model}: device {device} is its last replica")
-        placement.remove(device, self._clock_now() if self._started else 0.0)
-
-    def _check_device(self, device: object) -> None:
-        if type(device) is not int or not 0 <= device < len(self._scheds):
-            raise InvalidConfig(
-                f"device must be an index in [0, {len(self._scheds)}), got {device!r}"
-            )
-
-    def _grow(self, placement: Placement, device: int) -> None:
-        released = placement.releasing.get(device)
-        if released is None and self._host(placement, device):
-            placement.add(device)  # registered there before: warm, or warming already
-            return
-        placement.pending.add(device)
-        task = asyncio.get_running_loop().create_task(self._activate(placement, device, released))
-        self._warming.add(task)
-        task.add_done_callback(self._warming.discard)
-
-    async def _activate(
-        self, placement: Placement, device: int, released: asyncio.Task[None] | None
-    ) -> None:
-        """Route to a new replica once its warm-up has taught its predictor the model
-        (after the release under way there, if any: then it registers afresh)."""
-        if released is not None:
-            await asyncio.shield(released)
-            if (
-                device not in placement.pending
-                or not self._live[device]
-                or self._closing
-                or self._placements.get(placement.spec.name) is not placement
-            ):
-                placement.pending.discard(device)
-                return
-            try:
-                self._host(placement, device)
-            except Exception:  # it does not fit there any more, say: not a replica then
-                placement.pending.discard(device)
-                log.exception(
-                    "aiosched fleet: %s could not be registered again on %s",
-                    placement.spec.name,
-                    self._labels[device],
-                )
-                return
-        registration = placement.counters.get(device)
-        await self._scheds[device].ready()
-        # Meanwhile the model may have been let go there (and asked back: pending again,
-        # for another activation): only this registration, still there, is made a replica.
-        if (
-            device in placement.pending
-            and device not in placement.releasing
-            and registration is not None
-            and placement.counters.get(device) is registration
-            and self._live[device]
-            and not self._closing
-        ):
-            self._refresh_one(placement, device)
-            placement.add(device)
-
-    def _release_dormant(self, now: float) -> None:
-        """Unregister each model from the live hosts dormant for ``release_after``."""
-        after = self._release_after
-        if after is None:
-            return
-        loop = asyncio.get_running_loop()
-        for placement in self._placements.values():
-            for device, since in list(placement.dormant.items()):
-                if now - since >= after and self._live[device]:
-                    del placement.dormant[device]
-                    task = loop.create_task(self._release(placement, device))
-                    placement.releasing[device] = task
-
-    async def _release(self, placement: Placement, device: int) -> None:
-        try:
-            await self._scheds[device].unregister(placement.spec.name)  # drains it first
-        except SchedulerClosed:
-            placement.releasing.pop(device, None)  # closing: it stays, and closes there
-            return
-        placement.retire(device)
-        self._released += 1
-
-    def _refresh(self) -> None:
-        for placement in self._placements.values():
-            for device in placement.hosts:
-                self._refresh_one(placement, device)
-
-    def _refresh_one(self, placement: Placement, device: int) -> None:
-        if self._started:
-            placement.refresh(device, self._scheds[device].predictor, self._clock_now())
-
     # -- introspection ----------------------------------------------------
 
     @property
@@ -668,12 +431,6 @@ class Fleet:
     def placement(self, model: str) -> tuple[int, ...]:
         """The devices ``model``'s new requests go to."""
         return tuple(self._placement(model).replicas)
-
-    def _placement(self, model: str) -> Placement:
-        p = self._placements.get(model) if type(model) is str else None
-        if p is None:
-            raise UnknownModel(f"unknown model {model!r}; registered: {sorted(self._placements)}")
-        return p
 
     def snapshot(self) -> FleetSnapshot:
         """Every device's snapshot, the totals per model, and the placement."""
@@ -709,12 +466,6 @@ class Fleet:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "closing" if self._closing else "open"
         return f"<Fleet {state} devices={len(self._scheds)} models={len(self._placements)}>"
-
-
-def _counters(sched: Scheduler, name: str) -> ModelCounters:
-    """The live counters of ``name`` on ``sched``: a snapshot copies only their summaries,
-    whose percentiles do not add up across devices (buckets do)."""
-    return sched._models[name].counters
 
 
 def _not_started() -> float:
