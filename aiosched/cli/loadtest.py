@@ -553,7 +553,7 @@ def _run(
             text = fleet_plain_line(p, snap, offered[0])
         console.print(text, highlight=False, soft_wrap=True)
 
-    interval = cfg.duration / 10 if simulated else max(1.0, min(5.0, cfg.duration / 10))
+    interval = cfg.duration / 10 if simulated else _print_every(cfg)
     coro = main(line, interval)
     report, snap = simtime.run(coro) if simulated else run(coro)
     return report, snap, results[-1].series if results else None
@@ -589,7 +589,7 @@ def _run_serve(
             soft_wrap=True,
         )
 
-    interval = max(1.0, min(5.0, cfg.duration / 10))
+    interval = _print_every(cfg)
     report = run(
         run_serve_loadtest(
             cfg,
@@ -601,6 +601,11 @@ def _run_serve(
         )
     )
     return report, results[-1].series if results else None
+
+
+def _print_every(cfg: LoadtestConfig) -> float:
+    """Seconds between two progress lines of a real-time run: a tenth of it, 1 to 5 s."""
+    return max(1.0, min(5.0, cfg.duration / 10))
 
 
 def _closed_load(cfg: LoadtestConfig) -> str:
@@ -643,7 +648,7 @@ def _run_http(
             soft_wrap=True,
         )
 
-    interval = max(1.0, min(5.0, cfg.duration / 10))
+    interval = _print_every(cfg)
     report = run(
         run_http_loadtest(
             cfg,

@@ -127,7 +127,6 @@ class Replicas:
             max_queue=spec.max_queue,
             warmup=spec.warmup,
         )
-        placement.hosts.add(device)
         placement.counters[device] = _counters(self._scheds[device], spec.name)
         return False
 

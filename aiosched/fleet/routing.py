@@ -29,7 +29,7 @@ over the replicas: O(replicas) per request, no allocation.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, KeysView, Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidConfig
@@ -49,7 +49,6 @@ class Placement:
         "counters",
         "dormant",
         "factory",
-        "hosts",
         "latency",
         "pending",
         "releasing",
@@ -63,15 +62,14 @@ class Placement:
     def __init__(self, spec: ModelSpec, devices: int, factory: Callable[[], Any]) -> None:
         self.spec = spec
         self.factory = factory  # the model object for one more device
-        self.hosts: set[int] = set()  # devices it is registered on
         self.replicas: list[int] = []  # devices new requests go to, in the order added
         self.pending: set[int] = set()  # hosts warming up to become replicas
         self.cost = [0.0] * devices
         self.solo = [0.0] * devices
         self.routed = [0.0] * devices  # work routed to each device since the last rebalance
-        # Each host's own counters (the live object, so that totals are exact at any
-        # instant, a release under way included); and those of the hosts released, with
-        # the requests the fleet refused itself (no replica left to route to).
+        # Each host's own counters, keyed by host (the live object, so that totals are
+        # exact at any instant, a release under way included); and those of the hosts
+        # released, with the requests the fleet refused itself (no replica to route to).
         self.counters: dict[int, ModelCounters] = {}
         self.retired = ModelCounters()
         self.latency = LatencyHistogram()  # the fleet's own record: call to result
@@ -97,6 +95,11 @@ class Placement:
                 least = d
         return least
 
+    @property
+    def hosts(self) -> KeysView[int]:
+        """The devices the model is registered on: those whose counters it reads."""
+        return self.counters.keys()
+
     def refresh(self, device: int, predictor: Predictor, now: float) -> None:
         """Ask ``device``'s predictor again (it learns): a request's work there, and alone."""
         name, top = self.spec.name, self.spec.max_batch_size
@@ -115,7 +118,7 @@ class Placement:
         self.pending.discard(device)
         if device in self.replicas:
             self.replicas.remove(device)
-        if device in self.hosts and device not in self.releasing:
+        if device in self.counters and device not in self.releasing:
             self.dormant.setdefault(device, now)
 
     def retire(self, device: int) -> None:
@@ -123,7 +126,6 @@ class Placement:
         counters = self.counters.pop(device, None)
         if counters is not None:
             add_counters(self.retired, counters)
-        self.hosts.discard(device)
         self.dormant.pop(device, None)
         self.releasing.pop(device, None)
 

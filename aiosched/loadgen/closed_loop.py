@@ -170,15 +170,7 @@ class ClosedLoopDriver(RunWindow):
         window = self.plan.duration_s
         if self._stop_at is not None and self._t0 is not None:
             window = max(0.0, min(self._stop_at - self._t0, window))
-        return LoadResult(
-            models={s.name: s for s in self._stats},
-            duration_s=self.elapsed_s(),
-            send_window_s=window,
-            stopped_early=self._stopped,
-            config=self.schedule.config,
-            started_at=self._started_at,
-            series=self.series,
-        )
+        return self._result(window)
 
     def stop(self) -> None:
         """No user sends again; :meth:`run` awaits what is in flight, then returns."""

@@ -68,6 +68,10 @@ class RunWindow:
     _stats: list[ModelResult]
     _t0: float | None
     _end: float | None
+    _stopped: bool
+    _started_at: float | None
+    schedule: Schedule
+    series: TimeSeries
 
     @property
     def stats(self) -> Sequence[ModelResult]:
@@ -85,6 +89,17 @@ class RunWindow:
             return 0.0
         end = self._end if self._end is not None else self._clock.now()
         return max(0.0, end - self._t0)
+
+    def _result(self, send_window_s: float) -> LoadResult:
+        return LoadResult(
+            models={s.name: s for s in self._stats},
+            duration_s=self.elapsed_s(),
+            send_window_s=send_window_s,
+            stopped_early=self._stopped,
+            config=self.schedule.config,
+            started_at=self._started_at,
+            series=self.series,
+        )
 
 
 class OpenLoopDriver(RunWindow):
@@ -184,15 +199,7 @@ class OpenLoopDriver(RunWindow):
             window = max(0.0, min(self._stop_at - self._t0, self.schedule.duration_s))
         else:
             window = self.schedule.duration_s
-        return LoadResult(
-            models={s.name: s for s in self._stats},
-            duration_s=self.elapsed_s(),
-            send_window_s=window,
-            stopped_early=self._stopped,
-            config=self.schedule.config,
-            started_at=self._started_at,
-            series=self.series,
-        )
+        return self._result(window)
 
     # --------------------------------------------------------------- control
 

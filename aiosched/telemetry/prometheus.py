@@ -45,6 +45,7 @@ models a service runs and its load, which is nobody else's business.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import functools
@@ -86,7 +87,7 @@ def require_prometheus() -> Any:
         ) from None
 
 
-class _Exporter:
+class _Exporter(abc.ABC):
     """What both exporters share: ``async with`` (start, then stop), the ``/metrics``
     server, and :meth:`instrument`. A subclass sets ``_prom``, ``_calls`` (the
     ``infer_call_seconds`` histogram) and ``_server = _thread = None``, and
@@ -98,14 +99,14 @@ class _Exporter:
     _thread: Any
     registry: Any
 
-    def start(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def start(self) -> None: ...
 
-    async def stop(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def stop(self) -> None: ...
 
-    def _now(self) -> float:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _now(self) -> float: ...
 
     async def __aenter__(self) -> Self:
         self.start()
